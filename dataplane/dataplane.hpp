@@ -1,0 +1,80 @@
+#pragma once
+// The data plane: ports, PMD threads and the snapshot they poll.
+//
+// The control thread owns every port and is the only writer of the snapshot
+// pointer. publish() builds a complete new Snapshot from the ports' current
+// state, swaps it in, waits for every PMD to pass a quiescent point and then
+// frees the old one (DESIGN.md "Hand-off control -> PMD").
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "dataplane/l2_table.hpp"
+#include "dataplane/qsbr.hpp"
+#include "dataplane/snapshot.hpp"
+#include "dataplane/vhost_user_port.hpp"
+#include "protocol/result.hpp"
+
+namespace vhostd::dataplane {
+
+class DpdkEnv;
+class DpdkPort;
+
+class Dataplane {
+public:
+    // Creates the ports of `cfg` (initialising DPDK's EAL only when a DPDK
+    // port is configured) but starts no thread yet.
+    static Result<std::unique_ptr<Dataplane>> create(const config::Config& cfg);
+    ~Dataplane();
+    Dataplane(const Dataplane&) = delete;
+    Dataplane& operator=(const Dataplane&) = delete;
+
+    // Starts one PMD thread per configured core, pinned.
+    Status start();
+    // Stops and joins the PMD threads (idempotent).
+    void stop();
+
+    [[nodiscard]] VhostUserPort* vhost_port(const std::string& name) noexcept;
+    [[nodiscard]] size_t port_count() const noexcept { return ports_.size(); }
+
+    // Control thread only.
+    void publish();
+    void forget_port(PortId id) noexcept;          // drop its MACs from the L2 table
+    void learn(const Mac& mac, PortId id) noexcept; // SEND_RARP
+    // Logs ports that broke since the last call (once each).
+    void report_health();
+    // One line per port and queue (SIGUSR1, exit).
+    void log_stats() const;
+
+    [[nodiscard]] const config::Config& config() const noexcept { return cfg_; }
+
+private:
+    struct PortRecord {
+        std::string name;
+        PortKind kind;
+        std::unique_ptr<VhostUserPort> vhost;
+        std::unique_ptr<DpdkPort> dpdk;
+        std::unique_ptr<RingSlot[]> dpdk_slots;  // one per DPDK queue, contiguous
+        uint16_t dpdk_queues = 0;
+        PortHealth dpdk_health;
+    };
+
+    explicit Dataplane(config::Config cfg);
+    void pmd_main(size_t index, unsigned core);
+
+    config::Config cfg_;
+    std::unique_ptr<DpdkEnv> dpdk_env_;
+    std::vector<std::unique_ptr<PortRecord>> ports_;  // index = PortId
+    L2Table l2_;
+    Qsbr qsbr_;
+    std::atomic<const Snapshot*> snapshot_{nullptr};
+    std::unique_ptr<const Snapshot> owned_;
+    std::atomic<bool> stop_{false};
+    std::vector<std::thread> pmds_;
+};
+
+} // namespace vhostd::dataplane

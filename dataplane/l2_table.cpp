@@ -1,0 +1,125 @@
+#include "dataplane/l2_table.hpp"
+
+#include <time.h>
+
+#include <bit>
+#include <cstring>
+
+namespace vhostd::dataplane {
+
+namespace {
+constexpr uint64_t kMacMask = (uint64_t{1} << 48) - 1;
+}
+
+L2Table::L2Table(size_t capacity, uint32_t aging_s)
+    : mask_(std::bit_ceil(std::max<size_t>(capacity, kProbe)) - 1), aging_s_(aging_s),
+      slots_(std::make_unique<Slot[]>(mask_ + 1)) {}
+
+uint32_t L2Table::now_s() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    // +1 so that 0 never means "seen at time 0".
+    return static_cast<uint32_t>(ts.tv_sec) + 1;
+}
+
+uint64_t L2Table::pack_mac(const uint8_t* mac) noexcept {
+    uint64_t v = 0;
+    std::memcpy(&v, mac, 6);
+    return v;
+}
+
+size_t L2Table::home(uint64_t mac) const noexcept {
+    // Fibonacci hashing: the low bytes of MACs are what varies.
+    return static_cast<size_t>((mac * 0x9E3779B97F4A7C15ull) >> 20) & mask_;
+}
+
+void L2Table::learn(const uint8_t* mac, PortId port, uint32_t now) noexcept {
+    if (is_multicast(mac)) {
+        return; // a group address is never a source
+    }
+    const uint64_t m = pack_mac(mac);
+    const uint64_t want = m | (static_cast<uint64_t>(port) + 1) << 48;
+    const size_t h = home(m);
+    Slot* reuse = nullptr;
+    for (unsigned i = 0; i < kProbe; ++i) {
+        Slot& s = slots_[(h + i) & mask_];
+        const uint64_t key = s.key.load(std::memory_order_relaxed);
+        if (key != 0 && (key & kMacMask) == m) {
+            // Known MAC: touch only what changed, so a steady flow does not
+            // bounce the cache line between PMDs.
+            if (key != want) {
+                s.key.store(want, std::memory_order_relaxed);
+            }
+            if (s.seen.load(std::memory_order_relaxed) != now) {
+                s.seen.store(now, std::memory_order_relaxed);
+            }
+            return;
+        }
+        if (reuse == nullptr &&
+            (key == 0 || expired(s.seen.load(std::memory_order_relaxed), now))) {
+            reuse = &s;
+        }
+    }
+    if (reuse != nullptr) {
+        uint64_t old = reuse->key.load(std::memory_order_relaxed);
+        // CAS: two PMDs learning different MACs must not both take the slot.
+        if (reuse->key.compare_exchange_strong(old, want, std::memory_order_relaxed)) {
+            reuse->seen.store(now, std::memory_order_relaxed);
+        }
+    }
+    // Table full around this bucket: the MAC stays unknown and is flooded.
+}
+
+std::optional<PortId> L2Table::lookup(const uint8_t* mac, uint32_t now) const noexcept {
+    const uint64_t m = pack_mac(mac);
+    const size_t h = home(m);
+    for (unsigned i = 0; i < kProbe; ++i) {
+        const Slot& s = slots_[(h + i) & mask_];
+        const uint64_t key = s.key.load(std::memory_order_relaxed);
+        if (key == 0) {
+            continue;
+        }
+        if ((key & kMacMask) == m) {
+            if (expired(s.seen.load(std::memory_order_relaxed), now)) {
+                return std::nullopt;
+            }
+            return static_cast<PortId>((key >> 48) - 1);
+        }
+    }
+    return std::nullopt;
+}
+
+void L2Table::flush_port(PortId port) noexcept {
+    for (size_t i = 0; i <= mask_; ++i) {
+        const uint64_t key = slots_[i].key.load(std::memory_order_relaxed);
+        if (key != 0 && (key >> 48) == static_cast<uint64_t>(port) + 1) {
+            uint64_t expected = key;
+            slots_[i].key.compare_exchange_strong(expected, 0, std::memory_order_relaxed);
+        }
+    }
+}
+
+void L2Table::flush() noexcept {
+    for (size_t i = 0; i <= mask_; ++i) {
+        slots_[i].key.store(0, std::memory_order_relaxed);
+    }
+}
+
+std::vector<L2Table::Entry> L2Table::entries(uint32_t now) const {
+    std::vector<Entry> out;
+    for (size_t i = 0; i <= mask_; ++i) {
+        const uint64_t key = slots_[i].key.load(std::memory_order_relaxed);
+        const uint32_t seen = slots_[i].seen.load(std::memory_order_relaxed);
+        if (key == 0 || expired(seen, now)) {
+            continue;
+        }
+        Entry e{};
+        std::memcpy(e.mac.data(), &key, 6);
+        e.port = static_cast<PortId>((key >> 48) - 1);
+        e.age_s = now - seen;
+        out.push_back(e);
+    }
+    return out;
+}
+
+} // namespace vhostd::dataplane

@@ -1,0 +1,69 @@
+#pragma once
+// MAC learning table for `switch.mode: l2`. Written and read by the PMD
+// threads on the per-packet path (no locks, no allocation), flushed and
+// listed by the control thread.
+//
+// Open addressing over a fixed array; every entry is one 64-bit atomic word
+// holding MAC (48 bits) and port id + 1 (16 bits), so a reader never sees a
+// MAC paired with another entry's port. A second word holds the time the MAC
+// was last seen; entries older than the aging time are treated as absent and
+// their slot may be reused. Concurrent learners race benignly: the last
+// writer wins, which is what a learning switch means anyway.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace vhostd::dataplane {
+
+using PortId = uint16_t;
+using Mac = std::array<uint8_t, 6>;
+
+inline bool is_multicast(const uint8_t* mac) noexcept { return (mac[0] & 1) != 0; }
+
+class L2Table {
+public:
+    // `capacity` is rounded up to a power of two.
+    L2Table(size_t capacity, uint32_t aging_s);
+
+    // Source MAC seen on `port` at `now_s` (seconds, monotonic).
+    void learn(const uint8_t* mac, PortId port, uint32_t now_s) noexcept;
+    // Port that owns `mac`, if known and not aged out.
+    [[nodiscard]] std::optional<PortId> lookup(const uint8_t* mac, uint32_t now_s) const noexcept;
+
+    // Control thread: forget every MAC on `port` (port removed or reset).
+    void flush_port(PortId port) noexcept;
+    void flush() noexcept;
+
+    struct Entry {
+        Mac mac;
+        PortId port;
+        uint32_t age_s;
+    };
+    [[nodiscard]] std::vector<Entry> entries(uint32_t now_s) const;
+    [[nodiscard]] uint32_t aging_s() const noexcept { return aging_s_; }
+
+    // Monotonic seconds, cheap enough for once per burst (vDSO, no syscall).
+    static uint32_t now_s() noexcept;
+
+private:
+    static constexpr unsigned kProbe = 16;
+    struct alignas(16) Slot {
+        std::atomic<uint64_t> key{0};   // mac | (port + 1) << 48; 0 = never used
+        std::atomic<uint32_t> seen{0};  // now_s when last learned
+    };
+    static uint64_t pack_mac(const uint8_t* mac) noexcept;
+    [[nodiscard]] size_t home(uint64_t mac) const noexcept;
+    [[nodiscard]] bool expired(uint32_t seen, uint32_t now_s) const noexcept {
+        return now_s - seen > aging_s_;
+    }
+
+    size_t mask_;
+    uint32_t aging_s_;
+    std::unique_ptr<Slot[]> slots_;
+};
+
+} // namespace vhostd::dataplane

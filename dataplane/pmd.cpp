@@ -1,0 +1,384 @@
+#include "dataplane/pmd.hpp"
+
+#include <immintrin.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <rte_mbuf.h>
+
+#include "dataplane/dpdk_port.hpp"
+#include "dataplane/mbuf_copy.hpp"
+#include "virtio/net_rx.hpp"
+
+namespace vhostd::dataplane {
+
+namespace {
+
+constexpr uint32_t kEthAddrsLen = 12; // destination + source MAC
+constexpr uint32_t kEthHeaderLen = 14;
+constexpr size_t kMaxMbufSegs = 32;
+
+// A delivery spinlock, taken only when several PMDs may deliver into the same
+// ring (Snapshot::shared_delivery). Acquire pairs with the release in unlock,
+// so the next holder sees this holder's ring writes and state updates.
+class RingLock {
+public:
+    RingLock(std::atomic<bool>& flag, bool shared) noexcept : flag_(shared ? &flag : nullptr) {
+        if (flag_ != nullptr) {
+            while (flag_->exchange(true, std::memory_order_acquire)) {
+                while (flag_->load(std::memory_order_relaxed)) {
+                    _mm_pause();
+                }
+            }
+        }
+    }
+    ~RingLock() {
+        if (flag_ != nullptr) {
+            flag_->store(false, std::memory_order_release);
+        }
+    }
+    RingLock(const RingLock&) = delete;
+    RingLock& operator=(const RingLock&) = delete;
+
+private:
+    std::atomic<bool>* flag_;
+};
+
+void signal_guest(int call_fd) noexcept {
+    if (call_fd >= 0) {
+        const uint64_t one = 1;
+        // The one syscall of the busy path, and only when the guest asked.
+        [[maybe_unused]] ssize_t n = ::write(call_fd, &one, sizeof(one));
+    }
+}
+
+// The first 12 bytes of the Ethernet header, wherever the pieces split them.
+bool read_eth_addrs(const virtio::FrameView& frame, uint8_t* out) noexcept {
+    const virtio::Piece& first = frame.pieces[0];
+    if (first.len - frame.offset >= kEthAddrsLen) {
+        std::memcpy(out, first.host + frame.offset, kEthAddrsLen);
+        return true;
+    }
+    return virtio::copy_frame(frame, out, kEthAddrsLen) == kEthAddrsLen;
+}
+
+} // namespace
+
+Pmd::Pmd(size_t index, Qsbr& qsbr, std::atomic<const Snapshot*>& snapshot, std::atomic<bool>& stop)
+    : index_(index), qsbr_(qsbr), reader_(qsbr.reader(index)), snapshot_(snapshot), stop_(stop),
+      chains_(std::make_unique<virtio::Chain[]>(kMaxBurst)) {}
+
+void Pmd::run() noexcept {
+    qsbr_.online(reader_);
+    while (!stop_.load(std::memory_order_relaxed)) {
+        // Acquire pairs with the release store in Dataplane::publish(): the
+        // snapshot's contents are visible before its pointer is.
+        const Snapshot* snap = snapshot_.load(std::memory_order_acquire);
+        bool busy = false;
+        if (snap != nullptr) {
+            busy = poll_once(*snap);
+        }
+        // Quiescent point: nothing from `snap` is held past this line.
+        qsbr_.quiescent(reader_);
+        if (!busy) {
+            _mm_pause();
+        }
+    }
+    qsbr_.offline(reader_);
+}
+
+bool Pmd::poll_once(const Snapshot& snap) noexcept {
+    bool busy = false;
+    if (index_ >= snap.sources.size()) {
+        return false;
+    }
+    if (snap.mode == config::SwitchMode::L2) {
+        now_s_ = L2Table::now_s();
+    }
+    for (const Source& src : snap.sources[index_]) {
+        const PortEntry& port = snap.ports[src.port];
+        if (src.vring != nullptr) {
+            busy |= poll_vhost(snap, port, *src.vring);
+        } else {
+            busy |= poll_dpdk(snap, port, src.dpdk_queue);
+        }
+    }
+    return busy;
+}
+
+void Pmd::break_port(const PortEntry& port, const char* reason) noexcept {
+    if (port.health == nullptr) {
+        return;
+    }
+    const char* expected = nullptr;
+    port.health->reason.compare_exchange_strong(expected, reason, std::memory_order_relaxed);
+    // The control thread logs it once (Dataplane::report_health); no logging
+    // from here.
+    port.health->broken.store(true, std::memory_order_release);
+}
+
+bool Pmd::poll_vhost(const Snapshot& snap, const PortEntry& src, const VhostRings::Ring& vr) noexcept {
+    if (src.health->broken.load(std::memory_order_relaxed)) {
+        return false;
+    }
+    RingSlot& slot = *vr.slot;
+    virtio::QueueState& st = slot.state;
+    uint32_t n = 0;
+    while (n < snap.burst) {
+        const auto status = virtio::fetch_tx_chain(vr.ring, st, chains_[n]);
+        if (status == virtio::FetchStatus::kChain) {
+            ++n;
+            continue;
+        }
+        if (status == virtio::FetchStatus::kBroken) {
+            slot.stats.drop_broken.add(1);
+            break_port(src, st.broken_reason);
+        }
+        break;
+    }
+    if (n == 0) {
+        return false;
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        const virtio::Chain& chain = chains_[i];
+        const auto frame = virtio::skip_net_header(chain.view(), chain.len, vr.ring.hdr_len);
+        uint8_t eth[kEthAddrsLen];
+        if (!frame || frame->len < kEthHeaderLen || !read_eth_addrs(*frame, eth)) {
+            // Shorter than the virtio-net header plus an Ethernet header:
+            // nothing to switch. The chain is still returned to the guest.
+            slot.stats.errors.add(1);
+        } else {
+            slot.stats.rx_packets.add(1);
+            slot.stats.rx_bytes.add(frame->len);
+            forward(snap, src, slot.stats, *frame, eth);
+        }
+        // TX chains are read-only: the device writes nothing (used len 0).
+        virtio::push_used(vr.ring, st, chain.head, 0);
+    }
+    virtio::flush_used(vr.ring, st);
+    if (virtio::needs_call(vr.ring, st)) {
+        signal_guest(vr.call_fd);
+    }
+    finish_burst(snap);
+    return true;
+}
+
+bool Pmd::poll_dpdk(const Snapshot& snap, const PortEntry& src, uint16_t queue) noexcept {
+    if (src.dpdk == nullptr) {
+        return false;
+    }
+    rte_mbuf* mbufs[kMaxBurst];
+    const uint16_t n = src.dpdk->rx(queue, mbufs, static_cast<uint16_t>(snap.burst));
+    if (n == 0) {
+        return false;
+    }
+    QueueStats& stats = src.dpdk_slots[queue].stats;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = mbufs[i];
+        virtio::Piece pieces[kMaxMbufSegs];
+        size_t count = 0;
+        for (rte_mbuf* seg = m; seg != nullptr && count < kMaxMbufSegs; seg = seg->next) {
+            pieces[count++] = {rte_pktmbuf_mtod(seg, uint8_t*), seg->data_len};
+        }
+        if (m->nb_segs > kMaxMbufSegs || m->pkt_len < kEthHeaderLen ||
+            m->data_len < kEthAddrsLen) {
+            stats.errors.add(1);
+            rte_pktmbuf_free(m);
+            continue;
+        }
+        virtio::FrameView frame{std::span<const virtio::Piece>(pieces, count), 0, m->pkt_len};
+        stats.rx_packets.add(1);
+        stats.rx_bytes.add(m->pkt_len);
+        forward(snap, src, stats, frame, rte_pktmbuf_mtod(m, const uint8_t*));
+        rte_pktmbuf_free(m);
+    }
+    finish_burst(snap);
+    return true;
+}
+
+void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_stats,
+                  const virtio::FrameView& frame, const uint8_t* eth) noexcept {
+    if (snap.mode == config::SwitchMode::Xconnect) {
+        if (!src.peer) {
+            src_stats.drop_no_route.add(1);
+            return;
+        }
+        deliver(snap, snap.ports[*src.peer], frame);
+        return;
+    }
+    // L2: learn the source, then unicast to a known port or flood.
+    const uint8_t* dst_mac = eth;
+    const uint8_t* src_mac = eth + 6;
+    snap.l2->learn(src_mac, src.id, now_s_);
+    if (!is_multicast(dst_mac)) {
+        if (auto port = snap.l2->lookup(dst_mac, now_s_)) {
+            if (*port == src.id || *port >= snap.ports.size()) {
+                // Never hair-pin a frame back out of the port it came from.
+                src_stats.drop_no_route.add(1);
+                return;
+            }
+            deliver(snap, snap.ports[*port], frame);
+            return;
+        }
+    }
+    bool any = false;
+    for (const PortEntry& dst : snap.ports) {
+        if (dst.id != src.id) {
+            deliver(snap, dst, frame);
+            any = true;
+        }
+    }
+    if (!any) {
+        src_stats.drop_no_route.add(1);
+    }
+}
+
+void Pmd::deliver(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame) noexcept {
+    if (dst.kind == PortKind::VhostUser) {
+        deliver_vhost(snap, dst, frame);
+    } else {
+        deliver_dpdk(snap, dst, frame);
+    }
+}
+
+void Pmd::deliver_vhost(const Snapshot& snap, const PortEntry& dst,
+                        const virtio::FrameView& frame) noexcept {
+    if (dst.vhost == nullptr || dst.vhost->rx.empty()) {
+        return; // not connected: nobody to receive (flooding skips it silently)
+    }
+    const VhostRings::Ring& vr = dst.vhost->rx[index_ % dst.vhost->rx.size()];
+    RingSlot& slot = *vr.slot;
+    if (dst.health->broken.load(std::memory_order_relaxed)) {
+        slot.stats.drop_broken.add(1);
+        return;
+    }
+    if (dst.vhost->mtu && frame.len > *dst.vhost->mtu + kEthHeaderLen + 4) {
+        slot.stats.drop_too_big.add(1); // larger than the MTU the guest set (+ VLAN tag)
+        return;
+    }
+    virtio::DeliverStatus status;
+    {
+        RingLock lock(slot.lock, snap.shared_delivery);
+        // The single copy: from the source buffer straight into the guest's.
+        status = virtio::deliver_frame(vr.ring, slot.state, frame);
+    }
+    switch (status) {
+    case virtio::DeliverStatus::kDelivered:
+        slot.stats.tx_packets.add(1);
+        slot.stats.tx_bytes.add(frame.len);
+        for (size_t i = 0; i < touched_count_; ++i) {
+            if (touched_[i] == &vr) {
+                return;
+            }
+        }
+        if (touched_count_ == touched_.size()) {
+            finish_burst(snap); // rare: many destinations in one burst
+        }
+        touched_[touched_count_++] = &vr;
+        break;
+    case virtio::DeliverStatus::kNoBuffer:
+        slot.stats.drop_no_buffer.add(1);
+        break;
+    case virtio::DeliverStatus::kTooBig:
+        slot.stats.drop_too_big.add(1);
+        break;
+    case virtio::DeliverStatus::kBroken:
+        slot.stats.drop_broken.add(1);
+        break_port(dst, slot.state.broken_reason);
+        break;
+    }
+}
+
+void Pmd::deliver_dpdk(const Snapshot& snap, const PortEntry& dst,
+                       const virtio::FrameView& frame) noexcept {
+    if (dst.dpdk == nullptr) {
+        return;
+    }
+    const uint16_t queue = static_cast<uint16_t>(index_ % dst.dpdk_queues);
+    QueueStats& stats = dst.dpdk_slots[queue].stats;
+    rte_mbuf* m = mbuf_from_pieces(dst.dpdk->pool(), frame.pieces.data(), frame.pieces.size(),
+                                   frame.offset, frame.len);
+    if (m == nullptr) {
+        stats.errors.add(1); // mbuf pool empty
+        return;
+    }
+    if (m->nb_segs > 1 && !dst.dpdk->tx_multi_seg()) {
+        stats.drop_too_big.add(1);
+        rte_pktmbuf_free(m);
+        return;
+    }
+    DpdkPending* pending = nullptr;
+    for (size_t i = 0; i < dpdk_pending_count_; ++i) {
+        if (dpdk_pending_[i].port == &dst) {
+            pending = &dpdk_pending_[i];
+            break;
+        }
+    }
+    if (pending == nullptr) {
+        if (dpdk_pending_count_ == dpdk_pending_.size()) {
+            finish_burst(snap);
+        }
+        pending = &dpdk_pending_[dpdk_pending_count_++];
+        pending->port = &dst;
+        pending->count = 0;
+    }
+    if (pending->count == pending->mbufs.size()) {
+        finish_burst(snap);
+        return deliver_dpdk(snap, dst, frame);
+    }
+    pending->mbufs[pending->count++] = m;
+}
+
+void Pmd::finish_burst(const Snapshot& snap) noexcept {
+    // Guest RX rings we wrote into: publish used.idx once, then notify.
+    for (size_t i = 0; i < touched_count_; ++i) {
+        const VhostRings::Ring& vr = *touched_[i];
+        bool call = false;
+        {
+            RingLock lock(vr.slot->lock, snap.shared_delivery);
+            virtio::flush_used(vr.ring, vr.slot->state);
+            call = virtio::needs_call(vr.ring, vr.slot->state);
+        }
+        if (call) {
+            signal_guest(vr.call_fd);
+        }
+    }
+    touched_count_ = 0;
+    // DPDK ports: one tx burst per port.
+    for (size_t i = 0; i < dpdk_pending_count_; ++i) {
+        DpdkPending& p = dpdk_pending_[i];
+        const PortEntry& dst = *p.port;
+        const uint16_t queue = static_cast<uint16_t>(index_ % dst.dpdk_queues);
+        RingSlot& slot = dst.dpdk_slots[queue];
+        uint64_t bytes = 0;
+        for (uint16_t k = 0; k < p.count; ++k) {
+            bytes += p.mbufs[k]->pkt_len; // read while the mbufs are still ours
+        }
+        uint16_t sent = 0;
+        {
+            RingLock lock(slot.lock, snap.shared_delivery);
+            while (sent < p.count) {
+                const uint16_t n = dst.dpdk->tx(queue, p.mbufs.data() + sent,
+                                                static_cast<uint16_t>(p.count - sent));
+                if (n == 0) {
+                    break;
+                }
+                sent = static_cast<uint16_t>(sent + n);
+            }
+        }
+        for (uint16_t k = sent; k < p.count; ++k) {
+            bytes -= p.mbufs[k]->pkt_len;
+            rte_pktmbuf_free(p.mbufs[k]);
+        }
+        slot.stats.tx_packets.add(sent);
+        slot.stats.tx_bytes.add(bytes);
+        if (sent < p.count) {
+            slot.stats.drop_no_buffer.add(p.count - sent);
+        }
+        p.count = 0;
+    }
+    dpdk_pending_count_ = 0;
+}
+
+} // namespace vhostd::dataplane

@@ -1,0 +1,76 @@
+#pragma once
+// One PMD thread's poll loop and the per-burst switching work: fetch a burst
+// of chains from a guest's TX ring (or mbufs from a DPDK rx queue), decide
+// each frame's destinations (cross-connect peer, or L2 lookup / flood), copy
+// it once straight into each destination (guest RX buffers, or an mbuf for a
+// DPDK port), then complete the source chains and notify guests that asked.
+//
+// Busy path rules: no locks (but the per-ring delivery spinlock when several
+// PMDs share a destination), no allocation, no syscall other than the call
+// eventfd write a guest asked for — at most once per burst per queue.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "dataplane/qsbr.hpp"
+#include "dataplane/snapshot.hpp"
+#include "virtio/net_hdr.hpp"
+#include "virtio/split_queue.hpp"
+
+struct rte_mbuf;
+
+namespace vhostd::dataplane {
+
+inline constexpr uint32_t kMaxBurst = 256;
+
+class Pmd {
+public:
+    Pmd(size_t index, Qsbr& qsbr, std::atomic<const Snapshot*>& snapshot,
+        std::atomic<bool>& stop);
+
+    // The loop; returns when `stop` is set.
+    void run() noexcept;
+
+    // One pass over this PMD's sources in `snap`; true if any work was done.
+    // Public for tests that drive a PMD synchronously.
+    bool poll_once(const Snapshot& snap) noexcept;
+
+private:
+    struct Touched {
+        const VhostRings::Ring* ring;
+    };
+
+    bool poll_vhost(const Snapshot& snap, const PortEntry& src, const VhostRings::Ring& vr) noexcept;
+    bool poll_dpdk(const Snapshot& snap, const PortEntry& src, uint16_t queue) noexcept;
+    void forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_stats,
+                 const virtio::FrameView& frame, const uint8_t* eth) noexcept;
+    void deliver(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame) noexcept;
+    void deliver_vhost(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame) noexcept;
+    void deliver_dpdk(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame) noexcept;
+    void finish_burst(const Snapshot& snap) noexcept;
+    void break_port(const PortEntry& port, const char* reason) noexcept;
+
+    size_t index_;
+    Qsbr& qsbr_;
+    Qsbr::Reader& reader_;
+    std::atomic<const Snapshot*>& snapshot_;
+    std::atomic<bool>& stop_;
+    uint32_t now_s_ = 0;
+
+    // Scratch, sized once; nothing is allocated per packet.
+    std::unique_ptr<virtio::Chain[]> chains_;
+    std::array<const VhostRings::Ring*, 64> touched_{};
+    size_t touched_count_ = 0;
+    // Frames for DPDK ports, sent once per burst: per port, up to kMaxBurst.
+    struct DpdkPending {
+        const PortEntry* port = nullptr;
+        uint16_t count = 0;
+        std::array<rte_mbuf*, kMaxBurst> mbufs{};
+    };
+    std::array<DpdkPending, 8> dpdk_pending_{};
+    size_t dpdk_pending_count_ = 0;
+};
+
+} // namespace vhostd::dataplane

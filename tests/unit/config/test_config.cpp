@@ -1,0 +1,851 @@
+// Unit tests for config::load_string / load_file: every rule of the schema in
+// docs/configuration.md, accepted at its edges and rejected just past them,
+// with the FILE:LINE:COLUMN: FIELD: prefix of each error checked; and the
+// files shipped in config/ must load.
+
+#include "config/config.hpp"
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#ifndef VHOSTD_SOURCE_DIR
+#error "VHOSTD_SOURCE_DIR must name the source tree (set in tests/unit/config/meson.build)"
+#endif
+
+namespace vhostd::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kSource = "t.yaml";
+
+// One valid vhost-user port, for tests about other sections. Put it last so
+// the lines of the section under test are easy to count.
+constexpr const char* kPorts = "ports:\n  - { name: vm1, type: vhost-user, path: /run/vhostd/vm1.sock }\n";
+
+Result<Config> load(std::string_view text) {
+    return load_string(text, kSource);
+}
+
+std::vector<std::string> lines_of(const std::string& message) {
+    std::vector<std::string> lines;
+    std::istringstream in(message);
+    std::string line;
+    while (std::getline(in, line)) {
+        lines.push_back(line);
+    }
+    return lines;
+}
+
+// `text` is rejected, and one line of the error starts with `prefix`
+// ("t.yaml:LINE:COL: FIELD: ") and contains `what`.
+::testing::AssertionResult rejected(std::string_view text, std::string_view prefix,
+                                    std::string_view what = "") {
+    auto result = load(text);
+    if (result.ok()) {
+        return ::testing::AssertionFailure() << "accepted:\n" << text;
+    }
+    for (const std::string& line : lines_of(result.error().message)) {
+        if (line.rfind(prefix, 0) == 0 && line.find(what) != std::string::npos) {
+            return ::testing::AssertionSuccess();
+        }
+    }
+    return ::testing::AssertionFailure() << "no error line starting with '" << prefix << "' and containing '"
+                                         << what << "'; got:\n"
+                                         << result.error().message;
+}
+
+::testing::AssertionResult accepted(std::string_view text) {
+    auto result = load(text);
+    if (!result.ok()) {
+        return ::testing::AssertionFailure() << result.error().message << "\nfor:\n" << text;
+    }
+    return ::testing::AssertionSuccess();
+}
+
+std::string with_ports(std::string_view section) {
+    return std::string(section) + kPorts;
+}
+
+// ---------------------------------------------------------------------------
+// Accepting: defaults, the full schema, helpers.
+
+TEST(ConfigLoad, MinimalFileGetsEveryDefault) {
+    auto r = load(kPorts);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    const Config& c = *r;
+    EXPECT_EQ(c.source, kSource);
+    EXPECT_EQ(c.eal_args, (std::vector<std::string>{"--no-huge", "-m", "1024", "--no-pci"}));
+    EXPECT_EQ(c.pmd_cores, (std::vector<unsigned>{1}));
+    EXPECT_EQ(c.burst, 32u);
+    EXPECT_EQ(c.idle.mode, IdleMode::Adaptive);
+    EXPECT_EQ(c.idle.poll_us, 200u);
+    EXPECT_EQ(c.idle.max_sleep_us, 1000u);
+    EXPECT_EQ(c.switch_mode, SwitchMode::L2);
+    EXPECT_EQ(c.mac_aging_s, 300u);
+    EXPECT_TRUE(c.xconnect.empty());
+    EXPECT_EQ(c.control_socket, "/run/vhostd/control.sock");
+    EXPECT_EQ(c.socket.mode, 0660u);
+    EXPECT_FALSE(c.socket.group.has_value());
+    EXPECT_TRUE(c.socket.allowed_uids.empty());
+    EXPECT_EQ(c.log_level, "info");
+    ASSERT_EQ(c.ports.size(), 1u);
+    const PortConfig& p = c.ports[0];
+    EXPECT_EQ(p.name, "vm1");
+    EXPECT_EQ(p.type, PortType::VhostUser);
+    EXPECT_EQ(p.path, "/run/vhostd/vm1.sock");
+    EXPECT_EQ(p.mode, SocketMode::Server);
+    EXPECT_EQ(p.queues, 1u);
+    EXPECT_FALSE(p.mtu.has_value());
+    EXPECT_TRUE(p.devargs.empty());
+    EXPECT_EQ(p.line, 2);
+}
+
+TEST(ConfigLoad, FullSchemaIsParsed) {
+    const char* text = R"(dpdk:      { eal_args: ["--no-huge", "-m", "2048", "--no-pci", "-l", "0-3"] }
+dataplane: { pmd_cores: [2, 3], burst: 64, idle: { mode: poll, poll_us: 0, max_sleep_us: 50 } }
+switch:    { mode: xconnect, mac_aging_s: 60 }
+xconnect:  [ [vm1, vm2], [up0, up0] ]
+ports:
+  - { name: vm1, type: vhost-user, path: /run/vhostd/vm1.sock, mode: server, queues: 4, mtu: 9000 }
+  - { name: vm2, type: vhost-user, path: /run/vhostd/vm2.sock, mode: client, queues: 1 }
+  - { name: up0, type: dpdk, devargs: "net_tap0,iface=vtap0" }
+control:   { socket: /tmp/ctl.sock }
+socket:    { mode: "0600", group: kvm, allowed_uids: [0, 107] }
+log:       { level: debug }
+)";
+    auto r = load(text);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    const Config& c = *r;
+    EXPECT_EQ(c.eal_args, (std::vector<std::string>{"--no-huge", "-m", "2048", "--no-pci", "-l", "0-3"}));
+    EXPECT_EQ(c.pmd_cores, (std::vector<unsigned>{2, 3}));
+    EXPECT_EQ(c.burst, 64u);
+    EXPECT_EQ(c.idle.mode, IdleMode::Poll);
+    EXPECT_EQ(c.idle.poll_us, 0u);
+    EXPECT_EQ(c.idle.max_sleep_us, 50u);
+    EXPECT_EQ(c.switch_mode, SwitchMode::Xconnect);
+    EXPECT_EQ(c.mac_aging_s, 60u);
+    using Pair = std::pair<std::string, std::string>;
+    EXPECT_EQ(c.xconnect, (std::vector<Pair>{{"vm1", "vm2"}, {"up0", "up0"}}));
+    ASSERT_EQ(c.ports.size(), 3u);
+    EXPECT_EQ(c.ports[0].queues, 4u);
+    EXPECT_EQ(c.ports[0].mtu, 9000u);
+    EXPECT_EQ(c.ports[0].line, 6);
+    EXPECT_EQ(c.ports[1].mode, SocketMode::Client);
+    EXPECT_FALSE(c.ports[1].mtu.has_value());
+    EXPECT_EQ(c.ports[1].line, 7);
+    EXPECT_EQ(c.ports[2].type, PortType::Dpdk);
+    EXPECT_EQ(c.ports[2].devargs, "net_tap0,iface=vtap0");
+    EXPECT_TRUE(c.ports[2].path.empty());
+    EXPECT_EQ(c.ports[2].line, 8);
+    EXPECT_EQ(c.control_socket, "/tmp/ctl.sock");
+    EXPECT_EQ(c.socket.mode, 0600u);
+    EXPECT_EQ(c.socket.group, "kvm");
+    EXPECT_EQ(c.socket.allowed_uids, (std::vector<uint32_t>{0, 107}));
+    EXPECT_EQ(c.log_level, "debug");
+}
+
+TEST(ConfigLoad, BlockStyleAndPortLines) {
+    const char* text = R"(# comment
+ports:
+  - name: a
+    type: vhost-user
+    path: /run/a.sock
+
+  - name: b
+    type: dpdk
+    devargs: net_null0
+)";
+    auto r = load(text);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    ASSERT_EQ(r->ports.size(), 2u);
+    EXPECT_EQ(r->ports[0].line, 3);
+    EXPECT_EQ(r->ports[1].line, 7);
+}
+
+TEST(ConfigLoad, FindPort) {
+    auto r = load("ports:\n  - { name: a, type: vhost-user, path: /a }\n  - { name: b, type: dpdk, devargs: x }\n");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    const PortConfig* b = r->find_port("b");
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(b->type, PortType::Dpdk);
+    EXPECT_EQ(r->find_port("a")->path, "/a");
+    EXPECT_EQ(r->find_port("c"), nullptr);
+    EXPECT_EQ(r->find_port(""), nullptr);
+}
+
+TEST(ConfigLoad, ToString) {
+    EXPECT_STREQ(to_string(IdleMode::Poll), "poll");
+    EXPECT_STREQ(to_string(IdleMode::Adaptive), "adaptive");
+    EXPECT_STREQ(to_string(SwitchMode::L2), "l2");
+    EXPECT_STREQ(to_string(SwitchMode::Xconnect), "xconnect");
+    EXPECT_STREQ(to_string(PortType::VhostUser), "vhost-user");
+    EXPECT_STREQ(to_string(PortType::Dpdk), "dpdk");
+    EXPECT_STREQ(to_string(SocketMode::Server), "server");
+    EXPECT_STREQ(to_string(SocketMode::Client), "client");
+}
+
+TEST(ConfigLoad, ExplicitDocumentMarkersAndIntTag) {
+    EXPECT_TRUE(accepted(std::string("---\n") + "dataplane: { burst: !!int 16 }\n" + kPorts + "...\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Files: load_file, and the files shipped in config/.
+
+std::vector<fs::path> shipped_files() {
+    std::vector<fs::path> files;
+    const fs::path root = fs::path(VHOSTD_SOURCE_DIR) / "config";
+    for (const fs::path& dir : {root, root / "examples"}) {
+        for (const auto& entry : fs::directory_iterator(dir)) {
+            if (entry.is_regular_file() && entry.path().extension() == ".yaml") {
+                files.push_back(entry.path());
+            }
+        }
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+TEST(ConfigFiles, EveryShippedFileLoads) {
+    auto files = shipped_files();
+    EXPECT_GE(files.size(), 3u);
+    for (const fs::path& file : files) {
+        auto r = load_file(file.string());
+        EXPECT_TRUE(r.ok()) << r.error().message;
+        if (r.ok()) {
+            EXPECT_EQ(r->source, file.string());
+        }
+    }
+}
+
+TEST(ConfigFiles, DefaultFileIsTheWorkingDefault) {
+    auto r = load_file(std::string(VHOSTD_SOURCE_DIR) + "/config/vhostd.yaml");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    const Config& c = *r;
+    EXPECT_EQ(c.switch_mode, SwitchMode::L2);
+    EXPECT_TRUE(c.xconnect.empty());
+    ASSERT_EQ(c.ports.size(), 2u);
+    EXPECT_EQ(c.ports[0].name, "vm1");
+    EXPECT_EQ(c.ports[1].name, "vm2");
+    for (const PortConfig& p : c.ports) {
+        EXPECT_EQ(p.type, PortType::VhostUser);
+        EXPECT_EQ(p.mode, SocketMode::Server);
+        EXPECT_EQ(p.path.rfind("/run/vhostd/", 0), 0u) << p.path;
+    }
+    EXPECT_EQ(c.control_socket, "/run/vhostd/control.sock");
+    EXPECT_EQ(c.idle.mode, IdleMode::Adaptive);
+    EXPECT_EQ(c.pmd_cores, (std::vector<unsigned>{1}));
+    EXPECT_EQ(c.socket.mode, 0660u);
+    EXPECT_FALSE(c.socket.group.has_value());  // kvm may not exist on the host
+    EXPECT_EQ(c.log_level, "info");
+}
+
+TEST(ConfigFiles, ReflectExamplePairsVm0WithItself) {
+    auto r = load_file(std::string(VHOSTD_SOURCE_DIR) + "/config/examples/xconnect-reflect.yaml");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->switch_mode, SwitchMode::Xconnect);
+    ASSERT_EQ(r->ports.size(), 1u);
+    EXPECT_EQ(r->ports[0].name, "vm0");
+    EXPECT_EQ(r->ports[0].mode, SocketMode::Server);
+    ASSERT_EQ(r->xconnect.size(), 1u);
+    EXPECT_EQ(r->xconnect[0], (std::pair<std::string, std::string>{"vm0", "vm0"}));
+}
+
+TEST(ConfigFiles, SomeExampleHasADpdkPort) {
+    bool found = false;
+    for (const fs::path& file : shipped_files()) {
+        auto r = load_file(file.string());
+        if (r.ok()) {
+            for (const PortConfig& p : r->ports) {
+                found = found || p.type == PortType::Dpdk;
+            }
+        }
+    }
+    EXPECT_TRUE(found);
+}
+
+class TempFile {
+public:
+    explicit TempFile(std::string_view contents) {
+        path_ = fs::temp_directory_path() /
+                ("vhostd-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++) + ".yaml");
+        std::ofstream(path_) << contents;
+    }
+    ~TempFile() {
+        std::error_code ec;
+        fs::remove(path_, ec);
+    }
+    TempFile(const TempFile&) = delete;
+    TempFile& operator=(const TempFile&) = delete;
+    [[nodiscard]] std::string path() const { return path_.string(); }
+
+private:
+    static inline int counter_ = 0;
+    fs::path path_;
+};
+
+TEST(ConfigFiles, MissingFileNamesPathAndReason) {
+    const std::string path = "/nonexistent/vhostd-test/vhostd.yaml";
+    auto r = load_file(path);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find(path), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("No such file or directory"), std::string::npos) << r.error().message;
+}
+
+TEST(ConfigFiles, DirectoryIsRefused) {
+    auto r = load_file(fs::temp_directory_path().string());
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("Is a directory"), std::string::npos) << r.error().message;
+}
+
+TEST(ConfigFiles, ErrorsInAFileNameTheFile) {
+    TempFile file(std::string("dataplane: { burst: 0 }\n") + kPorts);
+    auto r = load_file(file.path());
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().message.rfind(file.path() + ":1:21: dataplane.burst: ", 0), 0u) << r.error().message;
+}
+
+TEST(ConfigFiles, GoodTempFileLoads) {
+    TempFile file(kPorts);
+    auto r = load_file(file.path());
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->source, file.path());
+}
+
+TEST(ConfigFiles, OversizedFileIsRefused) {
+    std::string text = kPorts;
+    text += "# " + std::string(kMaxFileSize, 'x') + "\n";
+    TempFile file(text);
+    auto r = load_file(file.path());
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("larger than"), std::string::npos) << r.error().message;
+}
+
+// ---------------------------------------------------------------------------
+// Document-level errors.
+
+TEST(ConfigDocument, SyntaxErrorHasParserPosition) {
+    EXPECT_TRUE(rejected("ports: [1\nlog: x\n", "t.yaml:2:", "syntax error: "));
+    EXPECT_TRUE(rejected("a: b: c\n", "t.yaml:1:5: syntax error: ", "illegal map value"));
+}
+
+TEST(ConfigDocument, EmptyFileNeedsPorts) {
+    EXPECT_TRUE(rejected("", "t.yaml:1:1: ports: ", "missing required key"));
+    EXPECT_TRUE(rejected("# nothing\n", "t.yaml:1:1: ports: ", "missing required key"));
+    EXPECT_TRUE(rejected("---\n", "t.yaml:1:1: ports: ", "missing required key"));
+}
+
+TEST(ConfigDocument, MissingPorts) {
+    EXPECT_TRUE(rejected("log: { level: info }\n", "t.yaml:1:1: ports: ", "missing required key"));
+}
+
+TEST(ConfigDocument, RootMustBeAMapping) {
+    EXPECT_TRUE(rejected("- a\n- b\n", "t.yaml:1:1: (top level): ", "expected a mapping, got a list"));
+    EXPECT_TRUE(rejected("hello\n", "t.yaml:1:1: (top level): ", "expected a mapping, got a scalar"));
+}
+
+TEST(ConfigDocument, SecondDocumentIsRefused) {
+    EXPECT_TRUE(rejected(std::string(kPorts) + "---\nlog: { level: info }\n", "t.yaml:4:1: (top level): ",
+                         "second YAML document"));
+    // yaml-cpp reads a dedented line as a new document; that must not be dropped.
+    EXPECT_TRUE(rejected("  ports: []\n log: x\n", "t.yaml:2:2: (top level): ", "second YAML document"));
+}
+
+TEST(ConfigDocument, UnknownTopLevelKeyWithSuggestion) {
+    EXPECT_TRUE(rejected(with_ports("dataplan: {}\n"), "t.yaml:1:1: dataplan: ",
+                         "unknown key, did you mean 'dataplane'?"));
+    EXPECT_TRUE(rejected(with_ports("frobnicate: 1\n"), "t.yaml:1:1: frobnicate: ", "unknown key (allowed here:"));
+}
+
+TEST(ConfigDocument, DuplicateKey) {
+    EXPECT_TRUE(rejected(std::string(kPorts) + "log: { level: info }\nlog: { level: debug }\n", "t.yaml:4:1: log: ",
+                         "duplicate key, first given at line 3"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: 8, burst: 9 }\n"), "t.yaml:1:24: dataplane.burst: ",
+                         "duplicate key"));
+}
+
+TEST(ConfigDocument, NonScalarKey) {
+    EXPECT_TRUE(rejected(with_ports("? [a, b]\n: 1\n"), "t.yaml:1:3: (top level): ", "keys must be plain words"));
+}
+
+TEST(ConfigDocument, EverySectionMustBeAMapping) {
+    for (const char* section : {"dpdk", "dataplane", "switch", "control", "socket", "log"}) {
+        SCOPED_TRACE(section);
+        std::string key = section;
+        EXPECT_TRUE(rejected(with_ports(key + ": [1]\n"), "t.yaml:1:" + std::to_string(key.size() + 3) + ": " + key + ": ",
+                             "expected a mapping, got a list"));
+        EXPECT_TRUE(rejected(with_ports(key + ":\n"), "t.yaml:1:1: " + key + ": ", "expected a mapping, got null"));
+        EXPECT_TRUE(rejected(with_ports(key + ": x\n"), "t.yaml:1:", key + ": expected a mapping, got a scalar"));
+    }
+}
+
+TEST(ConfigDocument, EmptyValueIsReportedAtItsKey) {
+    // yaml-cpp places an empty value at the next token (here line 3); the
+    // error must point at the key instead.
+    EXPECT_TRUE(rejected(with_ports("dataplane:\n  burst:\n  pmd_cores: [1]\n"), "t.yaml:2:3: dataplane.burst: ",
+                         "expected an integer 1..256, got null"));
+    EXPECT_TRUE(rejected(with_ports("log:\n  level:\n"), "t.yaml:2:3: log.level: ", "expected a string, got null"));
+}
+
+TEST(ConfigDocument, ErrorsAreAllReportedSortedOneLineEach) {
+    const char* text = R"(log: { level: loud }
+dataplane: { burst: 0 }
+ports:
+  - { name: "bad name", type: vhost-user, path: rel }
+)";
+    auto r = load(text);
+    ASSERT_FALSE(r.ok());
+    auto lines = lines_of(r.error().message);
+    ASSERT_EQ(lines.size(), 4u) << r.error().message;
+    EXPECT_EQ(lines[0].rfind("t.yaml:1:15: log.level: ", 0), 0u) << lines[0];
+    EXPECT_EQ(lines[1].rfind("t.yaml:2:21: dataplane.burst: ", 0), 0u) << lines[1];
+    EXPECT_EQ(lines[2].rfind("t.yaml:4:13: ports[0].name: ", 0), 0u) << lines[2];
+    EXPECT_EQ(lines[3].rfind("t.yaml:4:49: ports[0].path: ", 0), 0u) << lines[3];
+}
+
+TEST(ConfigDocument, ValuesWithNewlinesStayOnOneLine) {
+    auto r = load("log:\n  level: |\n    info\n    debug\n" + std::string(kPorts));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(lines_of(r.error().message).size(), 1u) << r.error().message;
+    EXPECT_NE(r.error().message.find("(info\\x0adebug\\x0a)"), std::string::npos) << r.error().message;
+}
+
+TEST(ConfigDocument, ErrorCountIsBounded) {
+    std::string text = "ports:\n";
+    for (int i = 0; i < 50; ++i) {
+        text += "  - { name: p" + std::to_string(i) + ", type: vhost-user, path: relative }\n";
+    }
+    auto r = load(text);
+    ASSERT_FALSE(r.ok());
+    auto lines = lines_of(r.error().message);
+    EXPECT_LE(lines.size(), 21u);
+    EXPECT_NE(lines.back().find("more error(s) not shown"), std::string::npos) << lines.back();
+}
+
+// ---------------------------------------------------------------------------
+// Integers (shared by every integer field; burst stands in for them).
+
+TEST(ConfigIntegers, RejectsNegativeNonNumericAndOutOfRange) {
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: -1 }\n"), "t.yaml:1:21: dataplane.burst: ",
+                         "must not be negative, must be 1..256 (-1)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: lots }\n"), "t.yaml:1:21: dataplane.burst: ",
+                         "expected a decimal integer 1..256 (lots)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: 1.5 }\n"), "t.yaml:1:21: dataplane.burst: ", "(1.5)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: 0x20 }\n"), "t.yaml:1:21: dataplane.burst: ", "(0x20)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: true }\n"), "t.yaml:1:21: dataplane.burst: ", "(true)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: 99999999999999999999999 }\n"),
+                         "t.yaml:1:21: dataplane.burst: ", "out of range, must be 1..256"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: 032 }\n"), "t.yaml:1:21: dataplane.burst: ",
+                         "leading zero"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: \"32\" }\n"), "t.yaml:1:21: dataplane.burst: ",
+                         "got a quoted string (32)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: !!str 32 }\n"), "t.yaml:1:21: dataplane.burst: ",
+                         "tagged"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: [32] }\n"), "t.yaml:1:21: dataplane.burst: ",
+                         "got a list"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: }\n"), "t.yaml:1:14: dataplane.burst: ", "expected an integer"));
+}
+
+// ---------------------------------------------------------------------------
+// dpdk
+
+TEST(ConfigDpdk, EalArgs) {
+    auto r = load(with_ports("dpdk: { eal_args: [] }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_TRUE(r->eal_args.empty());
+    r = load(with_ports("dpdk: {}\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->eal_args.size(), 4u);  // the default
+    r = load(with_ports("dpdk:\n  eal_args:\n    - -l\n    - 0-3\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->eal_args, (std::vector<std::string>{"-l", "0-3"}));
+
+    EXPECT_TRUE(rejected(with_ports("dpdk: { eal_args: \"--no-huge\" }\n"), "t.yaml:1:19: dpdk.eal_args: ",
+                         "expected a list, got a scalar"));
+    EXPECT_TRUE(rejected(with_ports("dpdk: { eal_args: [a, {b: c}] }\n"), "t.yaml:1:23: dpdk.eal_args[1]: ",
+                         "expected a string, got a mapping"));
+    EXPECT_TRUE(rejected(with_ports("dpdk: { eal_args: [a, ~] }\n"), "t.yaml:1:23: dpdk.eal_args[1]: ",
+                         "expected a string, got null"));
+    EXPECT_TRUE(rejected(with_ports("dpdk: { eal: [] }\n"), "t.yaml:1:9: dpdk.eal: ", "unknown key"));
+}
+
+// ---------------------------------------------------------------------------
+// dataplane
+
+TEST(ConfigDataplane, Burst) {
+    EXPECT_TRUE(accepted(with_ports("dataplane: { burst: 1 }\n")));
+    EXPECT_TRUE(accepted(with_ports("dataplane: { burst: 256 }\n")));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: 0 }\n"), "t.yaml:1:21: dataplane.burst: ",
+                         "out of range, must be 1..256 (0)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { burst: 257 }\n"), "t.yaml:1:21: dataplane.burst: ", "(257)"));
+}
+
+TEST(ConfigDataplane, PmdCores) {
+    auto r = load(with_ports("dataplane: { pmd_cores: [0, 1023, 5] }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->pmd_cores, (std::vector<unsigned>{0, 1023, 5}));
+
+    EXPECT_TRUE(rejected(with_ports("dataplane: { pmd_cores: [] }\n"), "t.yaml:1:25: dataplane.pmd_cores: ",
+                         "at least one core"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { pmd_cores: [1, 2, 1] }\n"), "t.yaml:1:32: dataplane.pmd_cores[2]: ",
+                         "duplicate core, already listed as dataplane.pmd_cores[0] (1)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { pmd_cores: [1024] }\n"), "t.yaml:1:26: dataplane.pmd_cores[0]: ",
+                         "must be 0..1023 (1024)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { pmd_cores: [1, -2] }\n"), "t.yaml:1:29: dataplane.pmd_cores[1]: ",
+                         "negative"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { pmd_cores: 1 }\n"), "t.yaml:1:25: dataplane.pmd_cores: ",
+                         "expected a list"));
+}
+
+TEST(ConfigDataplane, IdleMode) {
+    auto r = load(with_ports("dataplane: { idle: { mode: poll } }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->idle.mode, IdleMode::Poll);
+    r = load(with_ports("dataplane: { idle: { mode: adaptive } }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->idle.mode, IdleMode::Adaptive);
+
+    EXPECT_TRUE(rejected(with_ports("dataplane: { idle: { mode: sleepy } }\n"), "t.yaml:1:28: dataplane.idle.mode: ",
+                         "must be one of poll, adaptive (sleepy)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { idle: { mode: Poll } }\n"), "t.yaml:1:28: dataplane.idle.mode: ",
+                         "(Poll)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { idle: poll }\n"), "t.yaml:1:20: dataplane.idle: ",
+                         "expected a mapping, got a scalar"));
+}
+
+TEST(ConfigDataplane, IdleTimes) {
+    EXPECT_TRUE(accepted(with_ports("dataplane: { idle: { poll_us: 0, max_sleep_us: 1 } }\n")));
+    EXPECT_TRUE(accepted(with_ports("dataplane: { idle: { poll_us: 10000000, max_sleep_us: 10000000 } }\n")));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { idle: { poll_us: 10000001 } }\n"),
+                         "t.yaml:1:31: dataplane.idle.poll_us: ", "must be 0..10000000 (10000001)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { idle: { max_sleep_us: 0 } }\n"),
+                         "t.yaml:1:36: dataplane.idle.max_sleep_us: ", "must be 1..10000000 (0)"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { idle: { max_sleep_us: 10000001 } }\n"),
+                         "t.yaml:1:36: dataplane.idle.max_sleep_us: ", "(10000001)"));
+}
+
+TEST(ConfigDataplane, UnknownKeys) {
+    EXPECT_TRUE(rejected(with_ports("dataplane: { bursts: 32 }\n"), "t.yaml:1:14: dataplane.bursts: ",
+                         "did you mean 'burst'?"));
+    EXPECT_TRUE(rejected(with_ports("dataplane: { idle: { poll: 5 } }\n"), "t.yaml:1:22: dataplane.idle.poll: ",
+                         "did you mean 'poll_us'?"));
+}
+
+// ---------------------------------------------------------------------------
+// switch
+
+TEST(ConfigSwitch, ModeAndAging) {
+    EXPECT_TRUE(accepted(with_ports("switch: { mode: l2, mac_aging_s: 1 }\n")));
+    EXPECT_TRUE(accepted(with_ports("switch: { mac_aging_s: 86400 }\n")));
+    EXPECT_TRUE(rejected(with_ports("switch: { mac_aging_s: 0 }\n"), "t.yaml:1:24: switch.mac_aging_s: ",
+                         "must be 1..86400 (0)"));
+    EXPECT_TRUE(rejected(with_ports("switch: { mac_aging_s: 86401 }\n"), "t.yaml:1:24: switch.mac_aging_s: ",
+                         "(86401)"));
+    EXPECT_TRUE(rejected(with_ports("switch: { mode: l3 }\n"), "t.yaml:1:17: switch.mode: ",
+                         "must be one of l2, xconnect (l3)"));
+    EXPECT_TRUE(rejected(with_ports("switch: { mod: l2 }\n"), "t.yaml:1:11: switch.mod: ", "did you mean 'mode'?"));
+}
+
+// ---------------------------------------------------------------------------
+// xconnect
+
+constexpr const char* kTwoPorts = R"(ports:
+  - { name: a, type: vhost-user, path: /run/a.sock }
+  - { name: b, type: vhost-user, path: /run/b.sock }
+  - { name: c, type: dpdk, devargs: net_null0 }
+)";
+
+std::string xconnect(std::string_view pairs) {
+    return std::string("switch: { mode: xconnect }\nxconnect: ") + std::string(pairs) + "\n" + kTwoPorts;
+}
+
+TEST(ConfigXconnect, Accepts) {
+    auto r = load(xconnect("[[a, c]]"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    ASSERT_EQ(r->xconnect.size(), 1u);
+    EXPECT_EQ(r->xconnect[0], (std::pair<std::string, std::string>{"a", "c"}));
+    r = load(xconnect("[[a, a], [b, c]]"));  // reflect, and a second pair
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->xconnect.size(), 2u);
+    EXPECT_TRUE(accepted(xconnect("\n  - [a, b]\n  - [c, c]")));
+}
+
+TEST(ConfigXconnect, RequiredInXconnectMode) {
+    EXPECT_TRUE(rejected(std::string("switch: { mode: xconnect }\n") + kTwoPorts, "t.yaml:1:17: switch.mode: ",
+                         "needs a top-level 'xconnect' list"));
+    EXPECT_TRUE(rejected(xconnect("[]"), "t.yaml:2:11: xconnect: ", "at least one pair"));
+}
+
+TEST(ConfigXconnect, ForbiddenInL2Mode) {
+    EXPECT_TRUE(rejected(std::string("xconnect: [[a, b]]\n") + kTwoPorts, "t.yaml:1:1: xconnect: ",
+                         "only allowed when switch.mode is xconnect"));
+    EXPECT_TRUE(rejected(std::string("switch: { mode: l2 }\nxconnect: [[a, b]]\n") + kTwoPorts,
+                         "t.yaml:2:1: xconnect: ", "only allowed when switch.mode is xconnect"));
+}
+
+TEST(ConfigXconnect, BadSwitchModeDoesNotCascade) {
+    auto r = load(std::string("switch: { mode: xconect }\nxconnect: [[a, b]]\n") + kTwoPorts);
+    ASSERT_FALSE(r.ok());
+    auto lines = lines_of(r.error().message);
+    ASSERT_EQ(lines.size(), 1u) << r.error().message;
+    EXPECT_EQ(lines[0].rfind("t.yaml:1:17: switch.mode: must be one of l2, xconnect (xconect)", 0), 0u) << lines[0];
+}
+
+TEST(ConfigXconnect, Shape) {
+    EXPECT_TRUE(rejected(xconnect("{a: b}"), "t.yaml:2:11: xconnect: ", "expected a list, got a mapping"));
+    EXPECT_TRUE(rejected(xconnect("[a, b]"), "t.yaml:2:12: xconnect[0]: ", "expected a pair [port, port], got a scalar"));
+    EXPECT_TRUE(rejected(xconnect("[[a]]"), "t.yaml:2:12: xconnect[0]: ", "exactly 2 ports, got 1"));
+    EXPECT_TRUE(rejected(xconnect("[[a, b], [a, b, c]]"), "t.yaml:2:20: xconnect[1]: ", "exactly 2 ports, got 3"));
+    EXPECT_TRUE(rejected(xconnect("[[a, [b]]]"), "t.yaml:2:16: xconnect[0][1]: ", "expected a string, got a list"));
+}
+
+TEST(ConfigXconnect, NamesMustBeDefinedAndUsedOnce) {
+    EXPECT_TRUE(rejected(xconnect("[[a, z]]"), "t.yaml:2:16: xconnect[0][1]: ", "no port has this name (z)"));
+    EXPECT_TRUE(rejected(xconnect("[[a, b], [c, a]]"), "t.yaml:2:24: xconnect[1][1]: ",
+                         "port is already paired in xconnect[0] (a)"));
+    EXPECT_TRUE(rejected(xconnect("[[a, b], [b, b]]"), "t.yaml:2:21: xconnect[1][0]: ", "already paired"));
+    EXPECT_TRUE(rejected(xconnect("[[a, a], [a, b]]"), "t.yaml:2:21: xconnect[1][0]: ", "already paired"));
+}
+
+// ---------------------------------------------------------------------------
+// ports
+
+TEST(ConfigPorts, ListShape) {
+    EXPECT_TRUE(rejected("ports: []\n", "t.yaml:1:8: ports: ", "at least one port"));
+    EXPECT_TRUE(rejected("ports:\n", "t.yaml:1:1: ports: ", "expected a list, got null"));
+    EXPECT_TRUE(rejected("ports: { name: a }\n", "t.yaml:1:8: ports: ", "expected a list, got a mapping"));
+    EXPECT_TRUE(rejected("ports: [vm1]\n", "t.yaml:1:9: ports[0]: ", "expected a mapping, got a scalar"));
+}
+
+std::string port(std::string_view body) {
+    return "ports:\n  - { " + std::string(body) + " }\n";
+}
+
+// Column of `needle` in the single port line written by port(), 1-based.
+int col(std::string_view body, std::string_view needle) {
+    return static_cast<int>(body.find(needle)) + 7;  // "  - { " is 6 characters
+}
+
+::testing::AssertionResult port_rejected(std::string_view body, std::string_view needle, std::string_view field,
+                                         std::string_view what) {
+    std::string prefix = "t.yaml:2:" + std::to_string(col(body, needle)) + ": ports[0]." + std::string(field) + ": ";
+    return rejected(port(body), prefix, what);
+}
+
+// A missing key is reported at the start of the port's mapping (the '{').
+::testing::AssertionResult port_missing(std::string_view body, std::string_view field, std::string_view what = "") {
+    return rejected(port(body), "t.yaml:2:5: ports[0]." + std::string(field) + ": ",
+                    "missing required key" + std::string(what.empty() ? "" : " ") + std::string(what));
+}
+
+TEST(ConfigPorts, Name) {
+    EXPECT_TRUE(accepted(port("name: A-z_0.9, type: dpdk, devargs: x")));
+    EXPECT_TRUE(accepted(port("name: " + std::string(32, 'n') + ", type: dpdk, devargs: x")));
+    EXPECT_TRUE(accepted(port("name: 42, type: dpdk, devargs: x")));
+
+    std::string long_name = "name: " + std::string(33, 'n') + ", type: dpdk, devargs: x";
+    EXPECT_TRUE(port_rejected(long_name, "nnn", "name", "longer than 32 characters"));
+    EXPECT_TRUE(port_rejected("name: \"\", type: dpdk, devargs: x", "\"\"", "name", "must not be empty"));
+    EXPECT_TRUE(port_rejected("name: a/b, type: dpdk, devargs: x", "a/b", "name",
+                              "may contain only A-Z a-z 0-9 _ . - (a/b)"));
+    EXPECT_TRUE(port_rejected("name: \"a b\", type: dpdk, devargs: x", "\"a b\"", "name", "may contain only"));
+    EXPECT_TRUE(port_rejected("name: [a], type: dpdk, devargs: x", "[a]", "name", "expected a string, got a list"));
+    EXPECT_TRUE(port_missing("type: dpdk, devargs: x", "name"));
+}
+
+TEST(ConfigPorts, NamesAreUnique) {
+    const char* text = R"(ports:
+  - { name: a, type: dpdk, devargs: x }
+  - { name: a, type: dpdk, devargs: y }
+)";
+    EXPECT_TRUE(rejected(text, "t.yaml:3:13: ports[1].name: ", "duplicate port name, first defined at line 2 (a)"));
+}
+
+TEST(ConfigPorts, Type) {
+    EXPECT_TRUE(port_rejected("name: a, type: virtio, path: /a", "virtio", "type", "must be one of vhost-user, dpdk (virtio)"));
+    EXPECT_TRUE(port_missing("name: a, path: /a", "type"));
+}
+
+TEST(ConfigPorts, VhostUserPath) {
+    std::string max_path = "/" + std::string(106, 'p');  // 107 bytes + NUL fills sun_path
+    auto r = load(port("name: a, type: vhost-user, path: " + max_path));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->ports[0].path, max_path);
+
+    std::string too_long = "name: a, type: vhost-user, path: /" + std::string(107, 'p');
+    EXPECT_TRUE(port_rejected(too_long, "/ppp", "path", "is 108 bytes, an AF_UNIX socket path holds at most 107"));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: run/a.sock", "run/", "path",
+                              "must be an absolute path (run/a.sock)"));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: \"\"", "\"\"", "path", "must be an absolute path"));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /run/vhostd/", "/run", "path", "not a directory"));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: \"/a\\0b\"", "\"/a", "path", "NUL byte"));
+    EXPECT_TRUE(port_missing("name: a, type: vhost-user", "path", "for a vhost-user port"));
+}
+
+TEST(ConfigPorts, VhostUserPathsAreUnique) {
+    const char* text = R"(ports:
+  - { name: a, type: vhost-user, path: /run/x.sock }
+  - { name: b, type: vhost-user, path: /run/x.sock, mode: client }
+)";
+    EXPECT_TRUE(rejected(text, "t.yaml:3:40: ports[1].path: ", "already used by port 'a' (/run/x.sock)"));
+}
+
+TEST(ConfigPorts, VhostUserMode) {
+    auto r = load(port("name: a, type: vhost-user, path: /a, mode: client"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->ports[0].mode, SocketMode::Client);
+    r = load(port("name: a, type: vhost-user, path: /a, mode: server"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->ports[0].mode, SocketMode::Server);
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, mode: listen", "listen", "mode",
+                              "must be one of server, client (listen)"));
+}
+
+TEST(ConfigPorts, VhostUserQueues) {
+    EXPECT_TRUE(accepted(port("name: a, type: vhost-user, path: /a, queues: 1")));
+    auto r = load(port("name: a, type: vhost-user, path: /a, queues: 16"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->ports[0].queues, 16u);
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, queues: 0", "0", "queues", "must be 1..16 (0)"));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, queues: 17", "17", "queues", "must be 1..16 (17)"));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, queues: -1", "-1", "queues", "negative"));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, queues: two", "two", "queues", "(two)"));
+}
+
+TEST(ConfigPorts, VhostUserMtu) {
+    auto r = load(port("name: a, type: vhost-user, path: /a, mtu: 68"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->ports[0].mtu, 68u);
+    EXPECT_TRUE(accepted(port("name: a, type: vhost-user, path: /a, mtu: 65535")));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, mtu: 67", "67", "mtu", "must be 68..65535 (67)"));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, mtu: 65536", "65536", "mtu", "(65536)"));
+}
+
+TEST(ConfigPorts, VhostUserForbidsDevargs) {
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, devargs: x", "devargs", "devargs",
+                              "not allowed on a vhost-user port"));
+}
+
+TEST(ConfigPorts, Dpdk) {
+    EXPECT_TRUE(port_missing("name: a, type: dpdk", "devargs", "for a dpdk port"));
+    EXPECT_TRUE(port_rejected("name: a, type: dpdk, devargs: \"\"", "\"\"", "devargs", "must not be empty"));
+    EXPECT_TRUE(port_rejected("name: a, type: dpdk, devargs: [x]", "[x]", "devargs", "expected a string"));
+    for (const char* key : {"path: /a", "mode: server", "queues: 1", "mtu: 1500"}) {
+        SCOPED_TRACE(key);
+        std::string body = std::string("name: a, type: dpdk, devargs: x, ") + key;
+        std::string field(key, std::string_view(key).find(':'));
+        EXPECT_TRUE(port_rejected(body, field + ":", field, "not allowed on a dpdk port"));
+    }
+}
+
+TEST(ConfigPorts, UnknownKey) {
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, queue: 2", "queue", "queue",
+                              "did you mean 'queues'?"));
+    EXPECT_TRUE(port_rejected("name: a, type: vhost-user, path: /a, kind: x", "kind", "kind", "unknown key"));
+}
+
+TEST(ConfigPorts, PortsWithErrorsDoNotCascadeIntoXconnect) {
+    const char* text = R"(switch: { mode: xconnect }
+xconnect: [[a, a]]
+ports:
+  - { name: a, type: vhost-user, path: relative }
+)";
+    auto r = load(text);
+    ASSERT_FALSE(r.ok());
+    auto lines = lines_of(r.error().message);
+    ASSERT_EQ(lines.size(), 1u) << r.error().message;
+    EXPECT_EQ(lines[0].rfind("t.yaml:4:40: ports[0].path: ", 0), 0u) << lines[0];
+}
+
+// ---------------------------------------------------------------------------
+// control, socket, log
+
+TEST(ConfigControl, Socket) {
+    auto r = load(with_ports("control: { socket: /tmp/c.sock }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->control_socket, "/tmp/c.sock");
+    EXPECT_TRUE(rejected(with_ports("control: { socket: c.sock }\n"), "t.yaml:1:20: control.socket: ",
+                         "must be an absolute path (c.sock)"));
+    EXPECT_TRUE(rejected(with_ports("control: { socket: /" + std::string(107, 'c') + " }\n"),
+                         "t.yaml:1:20: control.socket: ", "is 108 bytes"));
+    EXPECT_TRUE(rejected(with_ports("control: { sock: /a }\n"), "t.yaml:1:12: control.sock: ",
+                         "did you mean 'socket'?"));
+}
+
+TEST(ConfigControl, MustNotShareAPathWithAPort) {
+    EXPECT_TRUE(rejected(with_ports("control: { socket: /run/vhostd/vm1.sock }\n"), "t.yaml:1:20: control.socket: ",
+                         "same path as port 'vm1'"));
+    EXPECT_TRUE(rejected("ports: [{ name: a, type: vhost-user, path: /run/vhostd/control.sock }]\n",
+                         "t.yaml:1:44: ports[0].path: ", "same path as the default control.socket"));
+}
+
+TEST(ConfigSocket, Mode) {
+    auto r = load(with_ports("socket: { mode: \"0600\" }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->socket.mode, 0600u);
+    r = load(with_ports("socket: { mode: 0777 }\n"));  // unquoted still reads as octal
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->socket.mode, 0777u);
+    r = load(with_ports("socket: { mode: \"0\" }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->socket.mode, 0u);
+
+    EXPECT_TRUE(rejected(with_ports("socket: { mode: \"660\" }\n"), "t.yaml:1:17: socket.mode: ",
+                         "octal mode with a leading 0, like \"0660\" (660)"));
+    EXPECT_TRUE(rejected(with_ports("socket: { mode: \"0680\" }\n"), "t.yaml:1:17: socket.mode: ", "(0680)"));
+    EXPECT_TRUE(rejected(with_ports("socket: { mode: \"01000\" }\n"), "t.yaml:1:17: socket.mode: ",
+                         "out of range, must be 0..0777 (01000)"));
+    EXPECT_TRUE(rejected(with_ports("socket: { mode: rw }\n"), "t.yaml:1:17: socket.mode: ", "(rw)"));
+    EXPECT_TRUE(rejected(with_ports("socket: { mode: [1] }\n"), "t.yaml:1:17: socket.mode: ", "expected a string"));
+}
+
+TEST(ConfigSocket, Group) {
+    auto r = load(with_ports("socket: { group: kvm }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->socket.group, "kvm");
+    EXPECT_TRUE(rejected(with_ports("socket: { group: \"\" }\n"), "t.yaml:1:18: socket.group: ", "must not be empty"));
+    EXPECT_TRUE(rejected(with_ports("socket: { group: \"a b\" }\n"), "t.yaml:1:18: socket.group: ",
+                         "not a valid group name (a b)"));
+    EXPECT_TRUE(rejected(with_ports("socket: { group: [kvm] }\n"), "t.yaml:1:18: socket.group: ", "expected a string"));
+}
+
+TEST(ConfigSocket, AllowedUids) {
+    auto r = load(with_ports("socket: { allowed_uids: [0, 107, 4294967294] }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->socket.allowed_uids, (std::vector<uint32_t>{0, 107, 4294967294u}));
+    EXPECT_TRUE(rejected(with_ports("socket: { allowed_uids: [0, -1] }\n"), "t.yaml:1:29: socket.allowed_uids[1]: ",
+                         "negative"));
+    EXPECT_TRUE(rejected(with_ports("socket: { allowed_uids: [4294967295] }\n"), "t.yaml:1:26: socket.allowed_uids[0]: ",
+                         "out of range"));
+    EXPECT_TRUE(rejected(with_ports("socket: { allowed_uids: [qemu] }\n"), "t.yaml:1:26: socket.allowed_uids[0]: ",
+                         "(qemu)"));
+    EXPECT_TRUE(rejected(with_ports("socket: { allowed_uids: 0 }\n"), "t.yaml:1:25: socket.allowed_uids: ",
+                         "expected a list"));
+    EXPECT_TRUE(rejected(with_ports("socket: { uids: [0] }\n"), "t.yaml:1:11: socket.uids: ", "unknown key"));
+}
+
+TEST(ConfigLog, Level) {
+    for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+        SCOPED_TRACE(level);
+        auto r = load(with_ports(std::string("log: { level: ") + level + " }\n"));
+        ASSERT_TRUE(r.ok()) << r.error().message;
+        EXPECT_EQ(r->log_level, level);
+    }
+    EXPECT_TRUE(rejected(with_ports("log: { level: warning }\n"), "t.yaml:1:15: log.level: ",
+                         "must be one of trace, debug, info, warn, error, critical, off (warning)"));
+    EXPECT_TRUE(rejected(with_ports("log: { level: INFO }\n"), "t.yaml:1:15: log.level: ", "(INFO)"));
+    EXPECT_TRUE(rejected(with_ports("log: { lvl: info }\n"), "t.yaml:1:8: log.lvl: ", "unknown key"));
+}
+
+}  // namespace
+}  // namespace vhostd::config
