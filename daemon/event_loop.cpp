@@ -59,11 +59,21 @@ void EventLoop::recvmsg(int fd, msghdr* msg, Callback cb) {
     io_uring_sqe_set_data(s, p);
 }
 
-void EventLoop::read(int fd, void* buf, size_t len, Callback cb) {
+EventLoop::Token EventLoop::read(int fd, void* buf, size_t len, Callback cb) {
     Pending* p = track(std::move(cb));
     io_uring_sqe* s = sqe();
     io_uring_prep_read(s, fd, buf, static_cast<unsigned>(len), static_cast<uint64_t>(-1));
     io_uring_sqe_set_data(s, p);
+    return reinterpret_cast<Token>(p);
+}
+
+void EventLoop::cancel(Token token) {
+    if (pending_.count(reinterpret_cast<Pending*>(token)) == 0) {
+        return; // already completed
+    }
+    io_uring_sqe* s = sqe();
+    io_uring_prep_cancel64(s, token, 0);
+    io_uring_sqe_set_data(s, nullptr); // the cancel's own completion is ignored
 }
 
 void EventLoop::poll(int fd, short events, Callback cb) {

@@ -28,9 +28,15 @@ public:
     // without running (releasing whatever they captured).
     ~EventLoop();
 
+    // An operation in flight, for cancel(). Valid until its callback runs.
+    using Token = uint64_t;
+
     void accept(int fd, Callback cb);
     void recvmsg(int fd, msghdr* msg, Callback cb);
-    void read(int fd, void* buf, size_t len, Callback cb);
+    Token read(int fd, void* buf, size_t len, Callback cb);
+    // Asks the kernel to cancel an operation; its callback still runs (with
+    // -ECANCELED, or its real result if it completed first).
+    void cancel(Token token);
     void poll(int fd, short events, Callback cb);
     void after(std::chrono::nanoseconds delay, Callback cb);
 

@@ -17,6 +17,7 @@
 
 #include "config/config.hpp"
 #include "daemon/event_loop.hpp"
+#include "daemon/kick_watcher.hpp"
 #include "daemon/vhost_endpoint.hpp"
 #include "dataplane/dataplane.hpp"
 
@@ -72,6 +73,9 @@ public:
             return std::move(dp).error();
         }
         dataplane_ = std::move(dp).value();
+        kicks_ = std::make_unique<KickWatcher>(*loop_, *dataplane_);
+        dataplane_->set_publish_observer(
+            [this](const dataplane::Snapshot& snap) { kicks_->update(snap); });
         for (const auto& port : cfg_.ports) {
             if (port.type != config::PortType::VhostUser) {
                 continue;
@@ -102,6 +106,10 @@ public:
             endpoint->shutdown();
         }
         endpoints_.clear();
+        if (dataplane_) {
+            dataplane_->set_publish_observer(nullptr);
+        }
+        kicks_.reset();
         loop_.reset(); // drops in-flight operations and the connections they held
         if (dataplane_) {
             dataplane_->stop();
@@ -167,6 +175,7 @@ private:
 
     config::Config cfg_;
     std::unique_ptr<dataplane::Dataplane> dataplane_;
+    std::unique_ptr<KickWatcher> kicks_;
     std::unique_ptr<EventLoop> loop_;
     std::vector<std::shared_ptr<VhostEndpoint>> endpoints_;
     UniqueFd signal_fd_;

@@ -105,7 +105,9 @@ void VhostEndpoint::arm_accept() {
             return;
         }
         UniqueFd fd(result);
-        if (self->connection_) {
+        if (!self->peer_allowed(fd.get())) {
+            // Refused: fd closes here; keep accepting.
+        } else if (self->connection_) {
             // One front-end per port: a second one would fight over the rings.
             spdlog::warn("port {}: refusing a second front-end connection on {}", self->name_,
                          self->path_);
@@ -114,6 +116,27 @@ void VhostEndpoint::arm_accept() {
         }
         self->arm_accept();
     });
+}
+
+bool VhostEndpoint::peer_allowed(int fd) const {
+    if (perms_.allowed_uids.empty()) {
+        return true;
+    }
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        spdlog::warn("port {}: refusing a front-end whose credentials cannot be read: {}", name_,
+                     std::strerror(errno));
+        return false;
+    }
+    for (uint32_t uid : perms_.allowed_uids) {
+        if (uid == cred.uid) {
+            return true;
+        }
+    }
+    spdlog::warn("port {}: refusing front-end pid {} uid {}: not in socket.allowed_uids", name_,
+                 cred.pid, cred.uid);
+    return false;
 }
 
 void VhostEndpoint::try_connect() {

@@ -37,6 +37,7 @@ private:
     struct Connection;
 
     void arm_accept();
+    [[nodiscard]] bool peer_allowed(int fd) const;
     void try_connect();
     void schedule_reconnect();
     void adopt(UniqueFd fd);

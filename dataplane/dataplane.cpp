@@ -19,7 +19,8 @@ constexpr size_t kL2Capacity = 16384;
 } // namespace
 
 Dataplane::Dataplane(config::Config cfg)
-    : cfg_(std::move(cfg)), l2_(kL2Capacity, cfg_.mac_aging_s), qsbr_(cfg_.pmd_cores.size()) {}
+    : cfg_(std::move(cfg)), l2_(kL2Capacity, cfg_.mac_aging_s), qsbr_(cfg_.pmd_cores.size()),
+      pmd_count_(cfg_.pmd_cores.size()), controls_(std::make_unique<PmdControl[]>(pmd_count_)) {}
 
 Dataplane::~Dataplane() {
     stop();
@@ -88,6 +89,7 @@ void Dataplane::publish() {
     snap->l2 = &l2_;
     snap->burst = std::min<uint32_t>(cfg_.burst, kMaxBurst);
     snap->shared_delivery = cfg_.pmd_cores.size() > 1;
+    snap->idle = cfg_.idle;
     snap->sources.resize(cfg_.pmd_cores.size());
     snap->ports.resize(ports_.size());
 
@@ -156,6 +158,14 @@ void Dataplane::publish() {
         spdlog::critical("a PMD thread did not pass a quiescent point");
     }
     old.reset(); // no PMD can see it any more
+    // Sleeping PMDs re-read the snapshot: new rings need their notification
+    // state set and may already hold work.
+    for (size_t i = 0; i < pmd_count_; ++i) {
+        wake_pmd(controls_[i]);
+    }
+    if (observer_) {
+        observer_(*owned_);
+    }
 }
 
 void Dataplane::forget_port(PortId id) noexcept { l2_.flush_port(id); }
@@ -179,6 +189,9 @@ Status Dataplane::start() {
 
 void Dataplane::stop() {
     stop_.store(true, std::memory_order_relaxed);
+    for (size_t i = 0; i < pmd_count_; ++i) {
+        wake_pmd(controls_[i]);
+    }
     for (auto& t : pmds_) {
         if (t.joinable()) {
             t.join();
@@ -205,7 +218,7 @@ void Dataplane::pmd_main(size_t index, unsigned core) {
         }
     }
     spdlog::info("{}: polling on CPU {}", name, core);
-    Pmd pmd(index, qsbr_, snapshot_, stop_);
+    Pmd pmd(index, qsbr_, snapshot_, stop_, controls_[index]);
     pmd.run();
     if (registered) {
         dpdk_env_->unregister_thread();

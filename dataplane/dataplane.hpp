@@ -7,12 +7,14 @@
 // frees the old one (DESIGN.md "Hand-off control -> PMD").
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "config/config.hpp"
+#include "dataplane/idle.hpp"
 #include "dataplane/l2_table.hpp"
 #include "dataplane/qsbr.hpp"
 #include "dataplane/snapshot.hpp"
@@ -43,6 +45,15 @@ public:
 
     // Control thread only.
     void publish();
+    // Called (control thread) after every publish with the new snapshot; the
+    // daemon uses it to watch kick eventfds for sleeping PMDs.
+    void set_publish_observer(std::function<void(const Snapshot&)> observer) {
+        observer_ = std::move(observer);
+    }
+    // Wake PMD `i` if it sleeps (a guest kicked one of its rings).
+    bool wake(size_t i) noexcept { return i < pmd_count_ && wake_pmd(controls_[i]); }
+    [[nodiscard]] size_t pmd_count() const noexcept { return pmd_count_; }
+    [[nodiscard]] const PmdControl& pmd_control(size_t i) const noexcept { return controls_[i]; }
     void forget_port(PortId id) noexcept;          // drop its MACs from the L2 table
     void learn(const Mac& mac, PortId id) noexcept; // SEND_RARP
     // Logs ports that broke since the last call (once each).
@@ -74,6 +85,9 @@ private:
     std::atomic<const Snapshot*> snapshot_{nullptr};
     std::unique_ptr<const Snapshot> owned_;
     std::atomic<bool> stop_{false};
+    size_t pmd_count_;
+    std::unique_ptr<PmdControl[]> controls_;
+    std::function<void(const Snapshot&)> observer_;
     std::vector<std::thread> pmds_;
 };
 

@@ -65,12 +65,24 @@ bool read_eth_addrs(const virtio::FrameView& frame, uint8_t* out) noexcept {
 
 } // namespace
 
-Pmd::Pmd(size_t index, Qsbr& qsbr, std::atomic<const Snapshot*>& snapshot, std::atomic<bool>& stop)
+Pmd::Pmd(size_t index, Qsbr& qsbr, std::atomic<const Snapshot*>& snapshot, std::atomic<bool>& stop,
+         PmdControl& control)
     : index_(index), qsbr_(qsbr), reader_(qsbr.reader(index)), snapshot_(snapshot), stop_(stop),
-      chains_(std::make_unique<virtio::Chain[]>(kMaxBurst)) {}
+      control_(control), chains_(std::make_unique<virtio::Chain[]>(kMaxBurst)) {}
+
+namespace {
+uint64_t now_ns() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+} // namespace
 
 void Pmd::run() noexcept {
     qsbr_.online(reader_);
+    uint64_t idle_since = 0; // 0: the last iteration found work
+    uint32_t idle_iterations = 0;
+    bool drowsy = false; // the last sleep timed out
     while (!stop_.load(std::memory_order_relaxed)) {
         // Acquire pairs with the release store in Dataplane::publish(): the
         // snapshot's contents are visible before its pointer is.
@@ -79,6 +91,32 @@ void Pmd::run() noexcept {
         if (snap != nullptr) {
             busy = poll_once(*snap);
         }
+        if (busy) {
+            control_.busy_polls.add(1);
+            drowsy = false;
+            idle_since = 0;
+            idle_iterations = 0;
+        } else {
+            control_.idle_polls.add(1);
+            // Hysteresis: sleep only after poll_us without any work; one
+            // frame restarts the clock, a busy queue never lets it run out.
+            // The clock is read every 64 empty polls, not every one.
+            // After a sleep that ended by timeout with still nothing to do,
+            // sleep again at once: an idle port costs one poll per timeout.
+            if (snap != nullptr && snap->idle.mode == config::IdleMode::Adaptive &&
+                (drowsy || (++idle_iterations & 63) == 0)) {
+                const uint64_t now = now_ns();
+                if (idle_since == 0 && !drowsy) {
+                    idle_since = now;
+                } else if (drowsy || now - idle_since >= uint64_t{snap->idle.poll_us} * 1000) {
+                    drowsy = try_sleep(*snap);
+                    idle_since = 0;
+                    idle_iterations = 0;
+                    qsbr_.quiescent(reader_);
+                    continue;
+                }
+            }
+        }
         // Quiescent point: nothing from `snap` is held past this line.
         qsbr_.quiescent(reader_);
         if (!busy) {
@@ -86,6 +124,62 @@ void Pmd::run() noexcept {
         }
     }
     qsbr_.offline(reader_);
+}
+
+void Pmd::set_notifications(const Snapshot& snap, bool enable) noexcept {
+    if (index_ >= snap.sources.size()) {
+        return;
+    }
+    for (const Source& src : snap.sources[index_]) {
+        if (src.vring != nullptr && !snap.ports[src.port].health->broken.load(std::memory_order_relaxed)) {
+            virtio::enable_notifications(src.vring->ring, src.vring->slot->state, enable);
+        }
+    }
+}
+
+bool Pmd::try_sleep(const Snapshot& snap, void (*before_wait)(void*), void* hook_arg) noexcept {
+    bool timed_out = false;
+    // 1. Ask every guest to kick us (ends in a full fence).
+    set_notifications(snap, true);
+    // 2. Publish "sleeping". seq_cst orders it before the re-check's loads.
+    control_.word.store(kSleeping, std::memory_order_seq_cst);
+    // 3. Re-check: a buffer made available before the guest could see
+    //    notifications on would otherwise never be kicked.
+    bool pending = false;
+    if (index_ < snap.sources.size()) {
+        for (const Source& src : snap.sources[index_]) {
+            if (src.vring != nullptr && virtio::has_pending(src.vring->ring, src.vring->slot->state)) {
+                pending = true;
+                break;
+            }
+        }
+    }
+    if (pending) {
+        control_.word.store(kAwake, std::memory_order_relaxed);
+        control_.backouts.add(1);
+    } else {
+        // 4. Offline for QSBR: the control thread may now swap and free
+        //    snapshots without waiting for us. `snap` is not touched again.
+        control_.sleeps.add(1);
+        const uint32_t max_sleep_us = snap.idle.max_sleep_us;
+        qsbr_.offline(reader_);
+        if (before_wait != nullptr) {
+            before_wait(hook_arg);
+        }
+        // 5. Sleep unless a waker already flipped the word. The timeout
+        //    bounds latency for sources that cannot kick (DPDK ports).
+        futex_wait(control_.word, kSleeping, max_sleep_us);
+        if (control_.word.exchange(kAwake, std::memory_order_relaxed) == kSleeping) {
+            control_.timeouts.add(1);
+            timed_out = true;
+        }
+        qsbr_.online(reader_);
+    }
+    // Busy again: suppress guest kicks on whatever snapshot is current now.
+    if (const Snapshot* now = snapshot_.load(std::memory_order_acquire); now != nullptr) {
+        set_notifications(*now, false);
+    }
+    return timed_out;
 }
 
 bool Pmd::poll_once(const Snapshot& snap) noexcept {

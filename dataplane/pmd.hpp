@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "dataplane/idle.hpp"
 #include "dataplane/qsbr.hpp"
 #include "dataplane/snapshot.hpp"
 #include "virtio/net_hdr.hpp"
@@ -27,8 +28,8 @@ inline constexpr uint32_t kMaxBurst = 256;
 
 class Pmd {
 public:
-    Pmd(size_t index, Qsbr& qsbr, std::atomic<const Snapshot*>& snapshot,
-        std::atomic<bool>& stop);
+    Pmd(size_t index, Qsbr& qsbr, std::atomic<const Snapshot*>& snapshot, std::atomic<bool>& stop,
+        PmdControl& control);
 
     // The loop; returns when `stop` is set.
     void run() noexcept;
@@ -36,6 +37,14 @@ public:
     // One pass over this PMD's sources in `snap`; true if any work was done.
     // Public for tests that drive a PMD synchronously.
     bool poll_once(const Snapshot& snap) noexcept;
+
+    // Adaptive idle: enable notifications on this PMD's rings, publish
+    // kSleeping, re-check, and FUTEX_WAIT unless work raced in (idle.hpp).
+    // Called between quiescent points; returns with the PMD online again,
+    // true if the sleep ended by timeout rather than a wake-up.
+    // `before_wait` is a test hook run right before the wait.
+    bool try_sleep(const Snapshot& snap, void (*before_wait)(void*) = nullptr,
+                   void* hook_arg = nullptr) noexcept;
 
 private:
     struct Touched {
@@ -51,12 +60,14 @@ private:
     void deliver_dpdk(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame) noexcept;
     void finish_burst(const Snapshot& snap) noexcept;
     void break_port(const PortEntry& port, const char* reason) noexcept;
+    void set_notifications(const Snapshot& snap, bool enable) noexcept;
 
     size_t index_;
     Qsbr& qsbr_;
     Qsbr::Reader& reader_;
     std::atomic<const Snapshot*>& snapshot_;
     std::atomic<bool>& stop_;
+    PmdControl& control_;
     uint32_t now_s_ = 0;
 
     // Scratch, sized once; nothing is allocated per packet.

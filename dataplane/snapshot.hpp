@@ -45,7 +45,9 @@ struct VhostRings {
         virtio::SplitRing ring;
         RingSlot* slot = nullptr;
         int call_fd = -1;  // borrowed from the session; valid while published
+        int kick_fd = -1;  // borrowed; the control thread watches it for sleeping PMDs
         uint32_t index = 0;
+        uint64_t generation = 0;  // changes when the front-end restarts the ring
     };
     std::shared_ptr<const protocol::MemoryTable> memory;  // keeps the mappings alive
     std::vector<Ring> rx;  // guest receive queues (even vrings): we write
@@ -81,6 +83,7 @@ struct Snapshot {
     L2Table* l2 = nullptr;
     bool shared_delivery = false;  // more than one PMD: take RingSlot::lock
     uint32_t burst = 32;
+    config::IdleConfig idle;
 };
 
 } // namespace vhostd::dataplane

@@ -66,7 +66,8 @@ void VhostUserPort::apply(const protocol::DeviceView& view) {
         }
         // The PMDs busy-poll: ask the guest not to kick us (issue 5 adds sleeping).
         virtio::enable_notifications(*ring, slot.state, false);
-        VhostRings::Ring entry{*ring, &slot, live.call_fd, live.index};
+        VhostRings::Ring entry{*ring, &slot, live.call_fd, live.kick_fd, live.index,
+                               live.generation};
         if (live.index % 2 == 0) {
             next->rx.push_back(entry);
         } else {
