@@ -121,8 +121,7 @@ rte_mempool* DpdkEnv::create_pool(const std::string& name, int socket) noexcept 
 rte_mempool* DpdkEnv::mempool(int socket) {
     std::lock_guard lock(mutex_);
     size_t slot = kAnySlot;
-    if (socket != SOCKET_ID_ANY && socket >= 0 && socket < RTE_MAX_NUMA_NODES &&
-        socket_known(socket)) {
+    if (socket >= 0 && socket < RTE_MAX_NUMA_NODES && socket_known(socket)) {
         slot = static_cast<size_t>(socket);
     } else if (socket != SOCKET_ID_ANY) {
         spdlog::warn("dpdk: NUMA socket {} is unknown to EAL; using a pool on any socket", socket);

@@ -19,9 +19,9 @@
 #include <rte_ethdev.h>
 #include <rte_ether.h>
 #include <rte_mbuf.h>
+#include <rte_memory.h>
 #include <rte_mempool.h>
 
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>

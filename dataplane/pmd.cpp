@@ -238,7 +238,10 @@ bool Pmd::poll_vhost(const Snapshot& snap, const PortEntry& src, const VhostRing
         const virtio::Chain& chain = chains_[i];
         const auto frame = virtio::skip_net_header(chain.view(), chain.len, vr.ring.hdr_len);
         uint8_t eth[kEthAddrsLen];
-        if (!frame || frame->len < kEthHeaderLen || !read_eth_addrs(*frame, eth)) {
+        if (vr.discard) {
+            // A disabled TX ring is drained and its frames discarded.
+            slot.stats.drop_no_route.add(1);
+        } else if (!frame || frame->len < kEthHeaderLen || !read_eth_addrs(*frame, eth)) {
             // Shorter than the virtio-net header plus an Ethernet header:
             // nothing to switch. The chain is still returned to the guest.
             slot.stats.errors.add(1);

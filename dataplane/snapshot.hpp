@@ -48,6 +48,7 @@ struct VhostRings {
         int kick_fd = -1;  // borrowed; the control thread watches it for sleeping PMDs
         uint32_t index = 0;
         uint64_t generation = 0;  // changes when the front-end restarts the ring
+        bool discard = false;     // a disabled TX ring: drained, its frames dropped
     };
     std::shared_ptr<const protocol::MemoryTable> memory;  // keeps the mappings alive
     std::vector<Ring> rx;  // guest receive queues (even vrings): we write

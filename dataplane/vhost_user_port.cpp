@@ -67,9 +67,12 @@ void VhostUserPort::apply(const protocol::DeviceView& view) {
         // The PMDs busy-poll: ask the guest not to kick us (issue 5 adds sleeping).
         virtio::enable_notifications(*ring, slot.state, false);
         VhostRings::Ring entry{*ring, &slot, live.call_fd, live.kick_fd, live.index,
-                               live.generation};
+                               live.generation, !live.enabled};
         if (live.index % 2 == 0) {
-            next->rx.push_back(entry);
+            // A disabled RX ring gets no new frames (vhost-user.rst "Ring states").
+            if (live.enabled) {
+                next->rx.push_back(entry);
+            }
         } else {
             next->tx.push_back(entry);
         }

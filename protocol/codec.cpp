@@ -110,6 +110,11 @@ Result<MsgHeader> decode_header(std::span<const uint8_t> bytes) {
                                       request_name(request), header.flags,
                                       header.flags & kFlagVersionMask));
     }
+    if ((header.flags & ~kFlagKnownMask) != 0) {
+        return make_error(fmt::format("{}: header flags 0x{:x}: reserved bits 0x{:x} set",
+                                      request_name(request), header.flags,
+                                      header.flags & ~kFlagKnownMask));
+    }
     if ((header.flags & kFlagReply) != 0) {
         return make_error(fmt::format("{}: header flags 0x{:x}: reply bit set on a request",
                                       request_name(request), header.flags));

@@ -19,8 +19,9 @@
 
 namespace vhostd::protocol {
 
-// A ring that the data path should run: started (kick seen), enabled, and with
-// its size, addresses and memory all set and checked.
+// A ring that the data path should run: started (kick seen), with its size,
+// addresses and memory all set and checked. A disabled ring still runs
+// (vhost-user.rst "Ring states"): no new RX packets, TX drained and discarded.
 struct LiveRing {
     uint32_t index = 0;     // vring index: even = RX (device writes), odd = TX
     uint32_t size = 0;      // power of two, 1..32768
@@ -31,6 +32,7 @@ struct LiveRing {
     int kick_fd = -1;       // borrowed from the session; -1 when polled
     int call_fd = -1;       // borrowed; -1 when the front-end polls the used ring
     uint64_t generation = 0;// bumped on every (re)start, so a device can tell a restart
+    bool enabled = true;    // false: RX gets nothing, TX is drained and discarded
 };
 
 struct DeviceView {

@@ -40,18 +40,34 @@ uint64_t Session::offered_features() const noexcept {
     return f;
 }
 
-void Session::reset() {
-    // Stop the data path first (apply() waits for it), then drop what it used.
-    for (auto& ring : rings_) {
-        ring.started = false;
+void Session::stop_all_rings() {
+    bool any = false;
+    std::vector<bool> was(rings_.size());
+    for (uint32_t i = 0; i < rings_.size(); ++i) {
+        was[i] = ring_live(rings_[i]);
+        any = any || was[i];
+        rings_[i].started = false;
+    }
+    if (!any) {
+        return;
     }
     publish();
+    for (uint32_t i = 0; i < rings_.size(); ++i) {
+        if (was[i]) {
+            if (auto last = device_.last_avail(i)) {
+                rings_[i].base = *last;
+            }
+        }
+    }
+}
+
+void Session::reset_device() {
+    // Stop the data path first (apply() waits for it), then drop what it used.
+    stop_all_rings();
     for (auto& ring : rings_) {
         ring = Ring{};
     }
     features_ = 0;
-    protocol_features_ = 0;
-    owner_ = false;
     status_ = 0;
     mtu_.reset();
     log_mapping_.reset();
@@ -60,12 +76,24 @@ void Session::reset() {
     publish();
 }
 
+void Session::reset() {
+    reset_device();
+    protocol_features_ = 0;
+    owner_ = false;
+}
+
 bool Session::ring_live(const Ring& ring) const noexcept {
-    // vhost-user.rst "Ring states": without VHOST_USER_F_PROTOCOL_FEATURES a
-    // ring is enabled as soon as it starts; with it, SET_VRING_ENABLE decides.
-    const bool enabled = ring.enabled || (features_ & bit(vf::kProtocolFeatures)) == 0;
-    return ring.started && enabled && ring.size != 0 && ring.addr.has_value() &&
-           memory_->size() != 0;
+    // A started ring runs whether or not it is enabled (vhost-user.rst "Ring
+    // states": a disabled ring must not receive new RX packets, but its TX
+    // packets are processed and discarded). It needs its size, addresses and
+    // memory to run at all.
+    return ring.started && ring.size != 0 && ring.addr.has_value() && memory_->size() != 0;
+}
+
+bool Session::ring_enabled(const Ring& ring) const noexcept {
+    // Without VHOST_USER_F_PROTOCOL_FEATURES a ring is enabled as soon as it
+    // starts; with it, SET_VRING_ENABLE decides.
+    return ring.enabled || (features_ & bit(vf::kProtocolFeatures)) == 0;
 }
 
 void Session::publish() {
@@ -88,6 +116,7 @@ void Session::publish() {
         live.kick_fd = ring.kick.get();
         live.call_fd = ring.call.get();
         live.generation = ring.generation;
+        live.enabled = ring_enabled(ring);
         view.rings.push_back(live);
     }
     live_count_ = view.rings.size();
@@ -167,10 +196,14 @@ Status Session::dispatch(Message& msg, std::vector<uint8_t>& reply) {
         owner_ = true;
         return Ok{};
     case Request::ResetOwner:
+        // Deprecated; vhost-user.rst: ignore it or disable all rings. Rings
+        // stop (keeping their position); what the connection negotiated stays.
+        stop_all_rings();
+        return Ok{};
     case Request::ResetDevice:
-        // RESET_OWNER is deprecated; like RESET_DEVICE it returns the device
-        // to its initial state while the connection stays.
-        reset();
+        // Back to the initial device state, ready to be set up again; the
+        // connection (owner, protocol features) is kept.
+        reset_device();
         return Ok{};
     case Request::SetMemTable:
         return on_set_mem_table(std::get<MemTable>(msg.body));
@@ -266,12 +299,17 @@ Status Session::on_set_protocol_features(uint64_t value) {
     return Ok{};
 }
 
-Status Session::replace_memory(std::shared_ptr<const MemoryTable> table) {
+Status Session::replace_memory(Request r, std::shared_ptr<const MemoryTable> table) {
     for (uint32_t i = 0; i < rings_.size(); ++i) {
-        if (rings_[i].started) {
-            if (auto s = check_ring_layout(i, rings_[i], *table); !s) {
-                return s;
-            }
+        const Ring& ring = rings_[i];
+        if (!ring.started || !ring.addr || ring.size == 0) {
+            continue;
+        }
+        if (table->size() == 0) {
+            return msg_error(r, fmt::format("would leave ring {} running without guest memory", i));
+        }
+        if (auto s = check_ring_layout(i, ring, *table); !s) {
+            return msg_error(r, s.error().message);
         }
     }
     // Keep the old table alive until the data path has let go of it:
@@ -287,7 +325,7 @@ Status Session::on_set_mem_table(MemTable& table) {
     if (!created) {
         return msg_error(Request::SetMemTable, created.error().message);
     }
-    return replace_memory(std::move(created).value());
+    return replace_memory(Request::SetMemTable, std::move(created).value());
 }
 
 Status Session::on_add_mem_reg(SingleRegion& region) {
@@ -298,7 +336,7 @@ Status Session::on_add_mem_reg(SingleRegion& region) {
     if (!created) {
         return msg_error(Request::AddMemReg, created.error().message);
     }
-    return replace_memory(std::move(created).value());
+    return replace_memory(Request::AddMemReg, std::move(created).value());
 }
 
 Status Session::on_rem_mem_reg(SingleRegion& region) {
@@ -310,7 +348,7 @@ Status Session::on_rem_mem_reg(SingleRegion& region) {
     if (!created) {
         return msg_error(Request::RemMemReg, created.error().message);
     }
-    return replace_memory(std::move(created).value());
+    return replace_memory(Request::RemMemReg, std::move(created).value());
 }
 
 Status Session::on_set_log_base(LogBase& log) {
@@ -493,20 +531,12 @@ Status Session::on_set_vring_enable(VringState state) {
     if (ring.enabled == enable) {
         return Ok{};
     }
-    if (!enable && ring_live(ring)) {
-        // A disabled ring keeps its place: remember where the data path got to.
-        ring.enabled = false;
-        publish();
-        if (auto last = device_.last_avail(state.index)) {
-            ring.base = *last;
-        }
-        return Ok{};
-    }
+    // The ring keeps running (a disabled TX ring is drained and discarded),
+    // so its position carries over; only what the data path does changes.
     ring.enabled = enable;
-    if (enable) {
-        ring.generation = next_generation_++;
+    if (ring_live(ring)) {
+        publish();
     }
-    publish();
     return Ok{};
 }
 

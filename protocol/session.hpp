@@ -41,8 +41,13 @@ public:
     };
     Outcome handle(Message msg);
 
-    // Stop all rings and forget the device state (disconnect, RESET_OWNER).
+    // Stop all rings and forget everything (disconnect).
     void reset();
+    // Stop all rings, keeping their positions and everything negotiated (RESET_OWNER).
+    void stop_all_rings();
+    // Stop all rings and return the device to its initial state, keeping the
+    // connection's owner and protocol features (RESET_DEVICE).
+    void reset_device();
 
     // Introspection for logs, tests and the control socket.
     [[nodiscard]] uint64_t features() const noexcept { return features_; }
@@ -73,6 +78,7 @@ private:
     Status check_ring_layout(uint32_t index, const Ring& ring, const MemoryTable& mem) const;
     Status require_protocol_feature(Request r, unsigned pf_bit) const;
     [[nodiscard]] bool ring_live(const Ring& ring) const noexcept;
+    [[nodiscard]] bool ring_enabled(const Ring& ring) const noexcept;
     void publish();
     void stop_ring(uint32_t index);
 
@@ -91,7 +97,7 @@ private:
     Status on_send_rarp(uint64_t value);
     Status on_net_set_mtu(uint64_t value);
     Status on_set_status(uint64_t value);
-    Status replace_memory(std::shared_ptr<const MemoryTable> table);
+    Status replace_memory(Request r, std::shared_ptr<const MemoryTable> table);
 
     SessionLimits limits_;
     VhostDevice& device_;

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -159,11 +160,16 @@ TEST_P(BodySize, MuchLongerIsRejected) {
 
 INSTANTIATE_TEST_SUITE_P(EveryRequest, BodySize, ::testing::ValuesIn(kSizeRules),
                          [](const ::testing::TestParamInfo<SizeRule>& info) {
-                             std::string name = request_name(info.param.request);
-                             for (auto& c : name) {
-                                 if (c == '_') {
-                                     c = 'x';
+                             // GET_FEATURES -> GetFeatures (test names take no '_').
+                             std::string name;
+                             bool upper = true;
+                             for (const char* c = request_name(info.param.request); *c != 0; ++c) {
+                                 if (*c == '_') {
+                                     upper = true;
+                                     continue;
                                  }
+                                 name += upper ? *c : static_cast<char>(std::tolower(*c));
+                                 upper = false;
                              }
                              return name;
                          });

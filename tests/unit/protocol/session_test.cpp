@@ -151,8 +151,30 @@ std::string fmt_hex(uint64_t v) {
 
 uint64_t pf_without(unsigned bit_to_drop) { return kOfferedProtocolFeatures & ~bit(bit_to_drop); }
 
+// Checks, after everything declared after it is destroyed, that the process
+// holds exactly the fds and mappings it held before: every SessionTest, on
+// success and on every error path it provokes, is also a leak test.
+class ResourceGuard {
+public:
+    ResourceGuard() : before_(resources()) {}
+    ~ResourceGuard() {
+        const auto after = resources();
+        if (after.fds != before_.fds || after.maps != before_.maps || after.memfd_maps != before_.memfd_maps) {
+            ADD_FAILURE() << "leak: fds " << before_.fds << " -> " << after.fds << ", mappings " << before_.maps
+                          << " -> " << after.maps << ", memfd mappings " << before_.memfd_maps << " -> "
+                          << after.memfd_maps;
+        }
+    }
+    ResourceGuard(const ResourceGuard&) = delete;
+    ResourceGuard& operator=(const ResourceGuard&) = delete;
+
+private:
+    testing_support::Resources before_;
+};
+
 class SessionTest : public ::testing::Test {
 protected:
+    ResourceGuard guard;  // first: checked after `rig` is gone
     Rig rig;
 };
 
@@ -578,21 +600,27 @@ TEST_F(SessionTest, LayoutIsCheckedAgainWhenTheMissingPieceArrives) {
 // Ring states ("Ring states"): started by the kick; enabled by
 // SET_VRING_ENABLE when PROTOCOL_FEATURES is negotiated, at once otherwise.
 
-TEST_F(SessionTest, RingsAreNotLiveUntilEnabledWithProtocolFeatures) {
+// A started ring runs even while disabled ("Ring states": no new RX packets,
+// TX processed and discarded), so the view carries it with enabled = false.
+TEST_F(SessionTest, RingsRunDisabledUntilEnabledWithProtocolFeatures) {
     HandshakeOptions o;
     o.enable = false;
     ASSERT_TRUE(is_ok(rig.handshake(o)));
-    EXPECT_EQ(rig.session().live_rings(), 0u);
-    EXPECT_EQ(rig.device.live_count(), 0u);
+    EXPECT_EQ(rig.session().live_rings(), 2u);
+    ASSERT_EQ(rig.device.live_count(), 2u);
+    EXPECT_FALSE(rig.device.live_ring(0)->enabled);
+    EXPECT_FALSE(rig.device.live_ring(1)->enabled);
 
     ASSERT_TRUE(succeeds(rig.state(Request::SetVringEnable, 1, 1)));
-    EXPECT_EQ(rig.device.live_ring(0), nullptr);
+    EXPECT_FALSE(rig.device.live_ring(0)->enabled);
     ASSERT_NE(rig.device.live_ring(1), nullptr);
+    EXPECT_TRUE(rig.device.live_ring(1)->enabled);
     EXPECT_TRUE(fd_open(rig.device.live_ring(1)->call_fd));
 
     ASSERT_TRUE(succeeds(rig.state(Request::SetVringEnable, 0, 1)));
     EXPECT_EQ(rig.device.live_count(), 2u);
-    EXPECT_EQ(rig.session().live_rings(), 2u);
+    EXPECT_TRUE(rig.device.live_ring(0)->enabled);
+    EXPECT_TRUE(rig.device.live_ring(1)->enabled);
 }
 
 TEST_F(SessionTest, RingsAreLiveRightAfterKickWithoutProtocolFeatures) {
@@ -628,17 +656,22 @@ TEST_F(SessionTest, SetVringEnableNumMustBeZeroOrOne) {
     EXPECT_TRUE(fails_with(rig.state(Request::SetVringEnable, 0, 2), {"SET_VRING_ENABLE", "ring 0"}));
 }
 
-TEST_F(SessionTest, DisablingALiveRingRemembersWhereItGotTo) {
+// Disabling does not stop the ring: it keeps its position (same generation,
+// no restart) and only what the data path does with it changes.
+TEST_F(SessionTest, DisablingALiveRingKeepsItRunningInPlace) {
     ASSERT_TRUE(is_ok(rig.handshake()));
-    const uint64_t generation = rig.device.live_ring(0)->generation;
-    rig.device.set_last_avail(0, 500);
+    const LiveRing before = *rig.device.live_ring(0);
     ASSERT_TRUE(succeeds(rig.state(Request::SetVringEnable, 0, 0)));
-    EXPECT_EQ(rig.device.live_ring(0), nullptr);
-    ASSERT_TRUE(succeeds(rig.state(Request::SetVringEnable, 0, 1)));
     const LiveRing* ring = rig.device.live_ring(0);
     ASSERT_NE(ring, nullptr);
-    EXPECT_EQ(ring->base, 500);
-    EXPECT_GT(ring->generation, generation);
+    EXPECT_FALSE(ring->enabled);
+    EXPECT_EQ(ring->generation, before.generation);
+    ASSERT_TRUE(succeeds(rig.state(Request::SetVringEnable, 0, 1)));
+    ring = rig.device.live_ring(0);
+    ASSERT_NE(ring, nullptr);
+    EXPECT_TRUE(ring->enabled);
+    EXPECT_EQ(ring->generation, before.generation);
+    EXPECT_EQ(ring->base, before.base);
 }
 
 // A new kick on a running ring restarts it from where the data path got to.
@@ -741,8 +774,9 @@ TEST_F(SessionTest, SetMemTableReplacementWhileRingsRunRepublishes) {
 }
 
 // A table that no longer holds a running ring is refused, and the error says
-// which message did it (session.hpp: the reason names the message).
-TEST_F(SessionTest, SetMemTableThatDropsALiveRingFails) {
+// which message did it (session.hpp: "the one-line reason, which names the
+// message, field and value").
+TEST_F(SessionTest, NewTableThatDropsALiveRingFailsNamingTheMessage) {
     ASSERT_TRUE(is_ok(rig.handshake()));
     UniqueFd fd = rig.memory.dup_fd();
     const int raw = fd.get();
@@ -752,6 +786,18 @@ TEST_F(SessionTest, SetMemTableThatDropsALiveRingFails) {
     EXPECT_TRUE(fails_with(ex, {"ring 0", "memory region"}));
     EXPECT_TRUE(fails_with(ex, {"SET_MEM_TABLE"}));
     EXPECT_EQ(rig.device.last_view().rings.size(), 2u) << "nothing changed";
+
+    // The same through REM_MEM_REG (another region stays, so the table is
+    // not empty).
+    rig.connect();
+    ASSERT_TRUE(is_ok(rig.handshake()));
+    GuestMemory extra(0x10000, 0x40000000, 0x7f8000000000, "vhostd-extra");
+    UniqueFd extra_fd = extra.dup_fd();
+    const int extra_raw = extra_fd.get();
+    ASSERT_TRUE(succeeds(rig.region_msg(Request::AddMemReg, extra.region(), std::span(&extra_raw, 1))));
+    auto rem = rig.region_msg(Request::RemMemReg, rig.memory.region(), {});
+    EXPECT_TRUE(fails_with(rem, {"ring 0", "memory region"}));
+    EXPECT_TRUE(fails_with(rem, {"REM_MEM_REG"}));
 }
 
 // ---------------------------------------------------------------------------
@@ -808,9 +854,38 @@ TEST_F(SessionTest, MemSlotsAddAndRemove) {
     EXPECT_EQ(rig.device.last_view().memory->size(), 1u);
     EXPECT_EQ(rig.device.last_view().rings.size(), 2u);
 
-    // Removing the region the rings live in is refused.
+    // Removing the region the rings live in, while another region stays, is
+    // refused.
+    {
+        UniqueFd fd = extra.dup_fd();
+        const int raw = fd.get();
+        ASSERT_TRUE(succeeds(rig.region_msg(Request::AddMemReg, extra.region(), std::span(&raw, 1))));
+    }
     auto gone = rig.region_msg(Request::RemMemReg, rig.memory.region(), {});
-    EXPECT_TRUE(fails_with(gone, {"ring", "memory region"}));
+    EXPECT_TRUE(fails_with(gone, {"ring 0", "memory region"}));
+    EXPECT_EQ(rig.device.last_view().rings.size(), 2u) << "nothing changed";
+}
+
+// REM_MEM_REG of the last region under running rings: whether the session
+// refuses it (as it does while other regions remain) or lets the rings drop
+// out of the view, it must not lose where the data path got to. Rings that
+// leave the view must be stopped like any other (last_avail asked after the
+// view without them), or GET_VRING_BASE hands the front-end a stale index
+// (on migration the destination would replay or skip descriptors).
+TEST_F(SessionTest, RemovingTheLastRegionUnderLiveRingsKeepsTheirPosition) {
+    ASSERT_TRUE(is_ok(rig.handshake()));
+    rig.device.set_last_avail(0, 99);
+    auto rem = rig.region_msg(Request::RemMemReg, rig.memory.region(), {});
+    if (!rem.ok()) {
+        EXPECT_TRUE(text_has(rem.error_text(), {"REM_MEM_REG", "ring 0"}));
+        return;  // refused: consistent with the non-empty case
+    }
+    EXPECT_EQ(rig.device.live_count(), 0u) << "rings without memory cannot run";
+    auto base = rig.state(Request::GetVringBase, 0, 0);
+    ASSERT_TRUE(succeeds(base));
+    ASSERT_TRUE(base.reply && base.reply->state());
+    EXPECT_EQ(base.reply->state()->num, 99u)
+        << "ring 0 left the view when its memory was removed, but its position was never asked for";
 }
 
 // ---------------------------------------------------------------------------
@@ -938,29 +1013,45 @@ TEST_F(SessionTest, SetLogBaseRejections) {
 }
 
 // ---------------------------------------------------------------------------
-// RESET_OWNER: every ring stops, every fd and the memory go.
+// RESET_OWNER (deprecated): "It is recommended that back-ends either ignore
+// this message, or use it to disable all rings." vhostd stops every ring.
 
-TEST_F(SessionTest, ResetOwnerStopsEverything) {
+TEST_F(SessionTest, ResetOwnerStopsEveryRing) {
     ASSERT_TRUE(is_ok(rig.handshake()));
-    const DeviceView before = rig.device.last_view();
-    ASSERT_EQ(before.rings.size(), 2u);
+    ASSERT_EQ(rig.device.last_view().rings.size(), 2u);
+    rig.device.set_last_avail(0, 17);
 
     ASSERT_TRUE(succeeds(rig.none(Request::ResetOwner)));
     const DeviceView& after = rig.device.last_view();
     EXPECT_TRUE(after.rings.empty());
     ASSERT_NE(after.memory, nullptr);
-    EXPECT_EQ(after.memory->size(), 0u);
-    EXPECT_EQ(after.features, 0u);
     EXPECT_EQ(rig.session().live_rings(), 0u);
-    EXPECT_EQ(rig.session().features(), 0u);
-    EXPECT_EQ(rig.session().protocol_features(), 0u);
-    for (const LiveRing& r : before.rings) {
-        EXPECT_TRUE(fd_closed(r.kick_fd)) << "kick fd of ring " << r.index;
-        EXPECT_TRUE(fd_closed(r.call_fd)) << "call fd of ring " << r.index;
-    }
-    // The connection stays usable: a new handshake brings the rings back.
+
+    // The connection stays usable: the front-end sets the rings up again.
     ASSERT_TRUE(is_ok(rig.handshake()));
     EXPECT_EQ(rig.device.live_count(), 2u);
+}
+
+// ... but the same paragraph says that back-ends which took RESET_OWNER to
+// "also discard connection state" got it wrong. The protocol features are
+// negotiated once per connection (QEMU sends SET_PROTOCOL_FEATURES only at
+// init): a front-end that negotiated REPLY_ACK keeps setting need_reply after
+// a reset and blocks until the ack comes.
+TEST_F(SessionTest, ResetOwnerKeepsTheConnectionsProtocolFeatures) {
+    HandshakeOptions o;
+    o.need_reply = true;
+    ASSERT_TRUE(is_ok(rig.handshake(o)));
+    auto reset = rig.none(Request::ResetOwner, kFlagVersion1 | kFlagNeedReply);
+    ASSERT_TRUE(succeeds(reset));
+    ASSERT_TRUE(reset.reply);
+    EXPECT_EQ(reset.reply->u64(), uint64_t{0});
+    EXPECT_TRUE(rig.device.last_view().rings.empty());
+
+    // What QEMU sends next when it restarts the device.
+    auto features = rig.u64(Request::SetFeatures, kOfferedFeatures, kFlagVersion1 | kFlagNeedReply);
+    ASSERT_TRUE(succeeds(features));
+    EXPECT_TRUE(features.reply) << "no REPLY_ACK after RESET_OWNER: the front-end would wait forever";
+    EXPECT_EQ(rig.session().protocol_features(), kOfferedProtocolFeatures);
 }
 
 // ---------------------------------------------------------------------------
@@ -968,16 +1059,21 @@ TEST_F(SessionTest, ResetOwnerStopsEverything) {
 
 TEST_F(SessionTest, DestroyingTheSessionStopsRingsAndClosesFds) {
     ASSERT_TRUE(is_ok(rig.handshake()));
-    const DeviceView before = rig.device.last_view();
+    std::vector<int> ring_fds;
+    for (const LiveRing& r : rig.device.last_view().rings) {
+        ring_fds.push_back(r.kick_fd);
+        ring_fds.push_back(r.call_fd);
+    }
+    ASSERT_EQ(ring_fds.size(), 4u);
     const size_t memfd_maps_with_session = testing_support::count_maps("/memfd:vhostd-guest");
+    EXPECT_EQ(memfd_maps_with_session, 2u) << "the driver's mapping and the session's";
     rig.device.clear();  // recorded views hold the memory table too
     rig.pump->disconnect();
     ASSERT_TRUE(rig.device.has_views()) << "the session applies a last view when it dies";
     EXPECT_TRUE(rig.device.last_view().rings.empty());
     EXPECT_EQ(rig.device.last_view().memory->size(), 0u);
-    for (const LiveRing& r : before.rings) {
-        EXPECT_TRUE(fd_closed(r.kick_fd));
-        EXPECT_TRUE(fd_closed(r.call_fd));
+    for (int fd : ring_fds) {
+        EXPECT_TRUE(fd_closed(fd)) << "fd " << fd;
     }
     rig.device.clear();
     // Only GuestMemory's own (driver) mapping of the memfd is left.
