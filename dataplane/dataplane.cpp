@@ -2,6 +2,11 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <rte_eal.h>
 
 #include <spdlog/spdlog.h>
 
@@ -16,6 +21,38 @@ namespace vhostd::dataplane {
 namespace {
 // Enough for a switch with a few thousand MACs behind it; the table never grows.
 constexpr size_t kL2Capacity = 16384;
+// EAL arguments: the configured ones, plus what a daemon that runs its own
+// PMD threads needs unless the operator said otherwise. Without an lcore
+// list EAL would pin the control thread and start an idle worker thread on
+// every CPU; our PMDs register themselves (rte_thread_register) instead.
+// Without a file prefix two vhostd instances would share /var/run/dpdk/rte:
+// each gets its own (--in-memory would be nicer but --no-huge forbids it),
+// and the runtime folder is removed at exit.
+std::vector<std::string> eal_arguments(const std::vector<std::string>& configured,
+                                       bool& own_prefix) {
+    auto has = [&](std::initializer_list<const char*> names) {
+        for (const auto& arg : configured) {
+            for (const char* name : names) {
+                if (arg == name || arg.rfind(std::string(name) + "=", 0) == 0) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    };
+    std::vector<std::string> args = configured;
+    if (!has({"-l", "-c", "--lcores"})) {
+        const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+        args.push_back(fmt::format("--lcores=0@(0-{})", cpus - 1));
+    }
+    own_prefix = false;
+    if (!has({"--file-prefix", "--in-memory"})) {
+        args.push_back(fmt::format("--file-prefix=vhostd-{}", ::getpid()));
+        own_prefix = true;
+    }
+    return args;
+}
+
 } // namespace
 
 Dataplane::Dataplane(config::Config cfg)
@@ -29,6 +66,10 @@ Dataplane::~Dataplane() {
     owned_.reset();
     ports_.clear();
     dpdk_env_.reset();
+    if (!eal_runtime_dir_.empty()) {
+        std::error_code ec;
+        std::filesystem::remove_all(eal_runtime_dir_, ec);
+    }
 }
 
 Result<std::unique_ptr<Dataplane>> Dataplane::create(const config::Config& cfg) {
@@ -38,11 +79,15 @@ Result<std::unique_ptr<Dataplane>> Dataplane::create(const config::Config& cfg) 
         need_dpdk |= port.type == config::PortType::Dpdk;
     }
     if (need_dpdk) {
-        auto env = DpdkEnv::init(cfg.eal_args);
+        bool own_prefix = false;
+        auto env = DpdkEnv::init(eal_arguments(cfg.eal_args, own_prefix));
         if (!env) {
             return make_error(fmt::format("{}: dpdk.eal_args: {}", cfg.source, env.error().message));
         }
         dp->dpdk_env_ = std::move(env).value();
+        if (own_prefix) {
+            dp->eal_runtime_dir_ = rte_eal_get_runtime_dir();
+        }
     }
     if (cfg.ports.size() > 0xfffe) {
         return make_error("too many ports");

@@ -79,6 +79,7 @@ private:
 
     config::Config cfg_;
     std::unique_ptr<DpdkEnv> dpdk_env_;
+    std::string eal_runtime_dir_;  // removed at exit when vhostd chose the file prefix
     std::vector<std::unique_ptr<PortRecord>> ports_;  // index = PortId
     L2Table l2_;
     Qsbr qsbr_;

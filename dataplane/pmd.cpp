@@ -301,7 +301,12 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
             src_stats.drop_no_route.add(1);
             return;
         }
-        deliver(snap, snap.ports[*src.peer], frame);
+        const PortEntry& peer = snap.ports[*src.peer];
+        if (peer.kind == PortKind::VhostUser && (peer.vhost == nullptr || peer.vhost->rx.empty())) {
+            src_stats.drop_no_route.add(1); // the peer's guest is not connected (or RX disabled)
+            return;
+        }
+        deliver(snap, peer, frame);
         return;
     }
     // L2: learn the source, then unicast to a known port or flood.
