@@ -13,7 +13,7 @@ constexpr uint64_t kMacMask = (uint64_t{1} << 48) - 1;
 
 L2Table::L2Table(size_t capacity, uint32_t aging_s)
     : mask_(std::bit_ceil(std::max<size_t>(capacity, kProbe)) - 1), aging_s_(aging_s),
-      slots_(std::make_unique<Slot[]>(mask_ + 1)) {}
+      shift_(64 - std::countr_zero(mask_ + 1)), slots_(std::make_unique<Slot[]>(mask_ + 1)) {}
 
 uint32_t L2Table::now_s() noexcept {
     timespec ts{};
@@ -29,8 +29,10 @@ uint64_t L2Table::pack_mac(const uint8_t* mac) noexcept {
 }
 
 size_t L2Table::home(uint64_t mac) const noexcept {
-    // Fibonacci hashing: the low bytes of MACs are what varies.
-    return static_cast<size_t>((mac * 0x9E3779B97F4A7C15ull) >> 20) & mask_;
+    // Fibonacci hashing: the top bits of the product depend on every bit of
+    // the MAC, including its last byte (bits 40..47 here), which is what
+    // varies between guests of one host (52:54:00:12:34:xx).
+    return static_cast<size_t>((mac * 0x9E3779B97F4A7C15ull) >> shift_);
 }
 
 void L2Table::learn(const uint8_t* mac, PortId port, uint32_t now) noexcept {
@@ -116,7 +118,8 @@ std::vector<L2Table::Entry> L2Table::entries(uint32_t now) const {
         Entry e{};
         std::memcpy(e.mac.data(), &key, 6);
         e.port = static_cast<PortId>((key >> 48) - 1);
-        e.age_s = now - seen;
+        const auto age = static_cast<int32_t>(now - seen);
+        e.age_s = age > 0 ? static_cast<uint32_t>(age) : 0;
         out.push_back(e);
     }
     return out;

@@ -58,11 +58,15 @@ private:
     static uint64_t pack_mac(const uint8_t* mac) noexcept;
     [[nodiscard]] size_t home(uint64_t mac) const noexcept;
     [[nodiscard]] bool expired(uint32_t seen, uint32_t now_s) const noexcept {
-        return now_s - seen > aging_s_;
+        // PMDs read the clock at different times: an entry another PMD
+        // learned a second "in our future" is fresh, not 2^32 s old.
+        const auto age = static_cast<int32_t>(now_s - seen);
+        return age > static_cast<int32_t>(aging_s_);
     }
 
     size_t mask_;
     uint32_t aging_s_;
+    unsigned shift_;  // 64 - log2(slots)
     std::unique_ptr<Slot[]> slots_;
 };
 

@@ -54,6 +54,15 @@ void signal_guest(int call_fd) noexcept {
 }
 
 // The first 12 bytes of the Ethernet header, wherever the pieces split them.
+// Whether a port can take a frame at all: a vhost-user port needs a connected
+// guest with an enabled RX ring, a DPDK port is always there.
+bool reachable(const PortEntry& port) noexcept {
+    if (port.kind == PortKind::VhostUser) {
+        return port.vhost != nullptr && !port.vhost->rx.empty();
+    }
+    return port.dpdk != nullptr;
+}
+
 bool read_eth_addrs(const virtio::FrameView& frame, uint8_t* out) noexcept {
     const virtio::Piece& first = frame.pieces[0];
     if (first.len - frame.offset >= kEthAddrsLen) {
@@ -301,12 +310,11 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
             src_stats.drop_no_route.add(1);
             return;
         }
-        const PortEntry& peer = snap.ports[*src.peer];
-        if (peer.kind == PortKind::VhostUser && (peer.vhost == nullptr || peer.vhost->rx.empty())) {
+        if (!reachable(snap.ports[*src.peer])) {
             src_stats.drop_no_route.add(1); // the peer's guest is not connected (or RX disabled)
             return;
         }
-        deliver(snap, peer, frame);
+        deliver(snap, snap.ports[*src.peer], frame);
         return;
     }
     // L2: learn the source, then unicast to a known port or flood.
@@ -315,8 +323,9 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
     snap.l2->learn(src_mac, src.id, now_s_);
     if (!is_multicast(dst_mac)) {
         if (auto port = snap.l2->lookup(dst_mac, now_s_)) {
-            if (*port == src.id || *port >= snap.ports.size()) {
-                // Never hair-pin a frame back out of the port it came from.
+            if (*port == src.id || *port >= snap.ports.size() || !reachable(snap.ports[*port])) {
+                // Never hair-pin a frame back out of the port it came from;
+                // a port whose guest is gone cannot take it either.
                 src_stats.drop_no_route.add(1);
                 return;
             }
@@ -326,7 +335,7 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
     }
     bool any = false;
     for (const PortEntry& dst : snap.ports) {
-        if (dst.id != src.id) {
+        if (dst.id != src.id && reachable(dst)) {
             deliver(snap, dst, frame);
             any = true;
         }
