@@ -361,44 +361,54 @@ void Pmd::deliver_vhost(const Snapshot& snap, const PortEntry& dst,
     const VhostRings::Ring& vr = dst.vhost->rx[index_ % dst.vhost->rx.size()];
     RingSlot& slot = *vr.slot;
     if (dst.health->broken.load(std::memory_order_relaxed)) {
+        RingLock lock(slot.lock, snap.shared_delivery);
         slot.stats.drop_broken.add(1);
         return;
     }
     if (dst.vhost->mtu && frame.len > *dst.vhost->mtu + kEthHeaderLen + 4) {
+        RingLock lock(slot.lock, snap.shared_delivery);
         slot.stats.drop_too_big.add(1); // larger than the MTU the guest set (+ VLAN tag)
         return;
     }
     virtio::DeliverStatus status;
     {
+        // The lock also covers the destination's counters: with several PMDs
+        // they have several writers, and Counter::add is not atomic.
         RingLock lock(slot.lock, snap.shared_delivery);
         // The single copy: from the source buffer straight into the guest's.
         status = virtio::deliver_frame(vr.ring, slot.state, frame);
+        switch (status) {
+        case virtio::DeliverStatus::kDelivered:
+            slot.stats.tx_packets.add(1);
+            slot.stats.tx_bytes.add(frame.len);
+            break;
+        case virtio::DeliverStatus::kNoBuffer:
+            slot.stats.drop_no_buffer.add(1);
+            break;
+        case virtio::DeliverStatus::kTooBig:
+            slot.stats.drop_too_big.add(1);
+            break;
+        case virtio::DeliverStatus::kBroken:
+            slot.stats.drop_broken.add(1);
+            break;
+        }
     }
-    switch (status) {
-    case virtio::DeliverStatus::kDelivered:
-        slot.stats.tx_packets.add(1);
-        slot.stats.tx_bytes.add(frame.len);
-        for (size_t i = 0; i < touched_count_; ++i) {
-            if (touched_[i] == &vr) {
-                return;
-            }
-        }
-        if (touched_count_ == touched_.size()) {
-            finish_burst(snap); // rare: many destinations in one burst
-        }
-        touched_[touched_count_++] = &vr;
-        break;
-    case virtio::DeliverStatus::kNoBuffer:
-        slot.stats.drop_no_buffer.add(1);
-        break;
-    case virtio::DeliverStatus::kTooBig:
-        slot.stats.drop_too_big.add(1);
-        break;
-    case virtio::DeliverStatus::kBroken:
-        slot.stats.drop_broken.add(1);
+    if (status == virtio::DeliverStatus::kBroken) {
         break_port(dst, slot.state.broken_reason);
-        break;
+        return;
     }
+    if (status != virtio::DeliverStatus::kDelivered) {
+        return;
+    }
+    for (size_t i = 0; i < touched_count_; ++i) {
+        if (touched_[i] == &vr) {
+            return;
+        }
+    }
+    if (touched_count_ == touched_.size()) {
+        finish_burst(snap); // rare: many destinations in one burst
+    }
+    touched_[touched_count_++] = &vr;
 }
 
 void Pmd::deliver_dpdk(const Snapshot& snap, const PortEntry& dst,
@@ -411,12 +421,14 @@ void Pmd::deliver_dpdk(const Snapshot& snap, const PortEntry& dst,
     rte_mbuf* m = mbuf_from_pieces(dst.dpdk->pool(), frame.pieces.data(), frame.pieces.size(),
                                    frame.offset, frame.len);
     if (m == nullptr) {
+        RingLock lock(dst.dpdk_slots[queue].lock, snap.shared_delivery);
         stats.errors.add(1); // mbuf pool empty
         return;
     }
     if (m->nb_segs > 1 && !dst.dpdk->tx_multi_seg()) {
-        stats.drop_too_big.add(1);
         rte_pktmbuf_free(m);
+        RingLock lock(dst.dpdk_slots[queue].lock, snap.shared_delivery);
+        stats.drop_too_big.add(1);
         return;
     }
     DpdkPending* pending = nullptr;
@@ -477,15 +489,15 @@ void Pmd::finish_burst(const Snapshot& snap) noexcept {
                 }
                 sent = static_cast<uint16_t>(sent + n);
             }
-        }
-        for (uint16_t k = sent; k < p.count; ++k) {
-            bytes -= p.mbufs[k]->pkt_len;
-            rte_pktmbuf_free(p.mbufs[k]);
-        }
-        slot.stats.tx_packets.add(sent);
-        slot.stats.tx_bytes.add(bytes);
-        if (sent < p.count) {
-            slot.stats.drop_no_buffer.add(p.count - sent);
+            for (uint16_t k = sent; k < p.count; ++k) {
+                bytes -= p.mbufs[k]->pkt_len;
+                rte_pktmbuf_free(p.mbufs[k]);
+            }
+            slot.stats.tx_packets.add(sent);
+            slot.stats.tx_bytes.add(bytes);
+            if (sent < p.count) {
+                slot.stats.drop_no_buffer.add(p.count - sent);
+            }
         }
         p.count = 0;
     }
