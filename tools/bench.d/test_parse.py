@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Self-test of tools/bench's parsers on canned output (python3 tools/bench.d/test_parse.py)."""
+
+import os
+import sys
+import unittest
+
+sys.dont_write_bytecode = True
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import parse  # noqa: E402
+
+PORT_STATS = """
+  ######################## NIC statistics for port 0  ########################
+  RX-packets: 3700320    RX-missed: 0          RX-bytes:  236820480
+  RX-errors: 0
+  RX-nombuf:  0         
+  TX-packets: 3700800    TX-errors: 0          TX-bytes:  236851200
+
+  Throughput (since last show)
+  Rx-pps:      1307081          Rx-bps:    669225592
+  Tx-pps:      1307081          Tx-bps:    669225592
+  ############################################################################
+
+  ######################## NIC statistics for port 1  ########################
+  RX-packets: 10    RX-missed: 2          RX-bytes:  640
+  RX-errors: 0
+  RX-nombuf:  0         
+  TX-packets: 11    TX-errors: 0          TX-bytes:  704
+
+  Throughput (since last show)
+  Rx-pps:            0          Rx-bps:            0
+  Tx-pps:            0          Tx-bps:            0
+  ############################################################################
+testpmd> """
+
+FWD_STATS = """
+  ---------------------- Forward statistics for port 0  ----------------------
+  RX-packets: 4433472        RX-dropped: 0             RX-total: 4433472
+  TX-packets: 4433984        TX-dropped: 512           TX-total: 4434496
+  RX-bursts : 129946352 [99% of 0 pkts + 1% of 32 pkts]
+  TX-bursts : 138578 [0% of 0 pkts + 100% of 32 pkts]
+  ----------------------------------------------------------------------------
+
+  ---------------------- Forward statistics for port 1  ----------------------
+  RX-packets: 100            RX-dropped: 3             RX-total: 103
+  TX-packets: 90             TX-dropped: 10            TX-total: 100
+  ----------------------------------------------------------------------------
+
+  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++
+  RX-packets: 4433572        RX-dropped: 3             RX-total: 4433575
+  TX-packets: 4434074        TX-dropped: 522           TX-total: 4434596
+  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++
+"""
+
+VHOSTD = """
+2026-11-26T08:04:13.611 info stats p0 vring0: rx 0 pkts 0 bytes, tx 5542408 pkts 354714112 bytes, drops: no_buffer 7 too_big 0 broken 0 no_route 0, errors 0
+2026-11-26T08:04:13.611 info stats p0 vring1: rx 5542409 pkts 354714176 bytes, tx 0 pkts 0 bytes, drops: no_buffer 0 too_big 0 broken 0 no_route 1, errors 2
+"""
+
+VIRTIO = """
+virtio_ethdev_negotiate_features(): features after negotiate = 910018000
+set_rxtx_funcs(): virtio: using inorder Tx path on port 0
+set_rxtx_funcs(): virtio: using inorder Rx path on port 0
+"""
+
+
+class ParseTest(unittest.TestCase):
+    def test_port_stats(self):
+        s = parse.port_stats(PORT_STATS)
+        self.assertEqual(sorted(s), [0, 1])
+        self.assertEqual(s[0]["rx_pps"], 1307081)
+        self.assertEqual(s[0]["rx_bytes"], 236820480)
+        self.assertEqual(s[1]["rx_missed"], 2)
+
+    def test_fwd_stats_and_polls(self):
+        f = parse.fwd_stats(FWD_STATS.split("Accumulated")[0])
+        self.assertEqual(f[0]["tx_dropped"], 512)
+        self.assertEqual(f[0]["rx_bursts"], 129946352)
+        self.assertEqual(f[0]["rx_empty_pct"], 99)
+        self.assertNotIn("rx_bursts", f[1])
+        self.assertEqual(f[1]["rx_dropped"], 3)
+        polls = parse.poll_summary(f)
+        self.assertAlmostEqual(polls["empty_share"], 0.99)
+
+    def test_vhostd(self):
+        before = parse.vhostd_stats(VHOSTD.replace("5542408", "5542000"))
+        after = parse.vhostd_stats(VHOSTD)
+        self.assertEqual(parse.count_vhostd_stats_lines(VHOSTD), 2)
+        d = parse.vhostd_delta(before, after)
+        self.assertEqual(d[("p0", "vring0")]["tx_packets"], 408)
+        self.assertEqual(after[("p0", "vring1")]["no_route"], 1)
+        self.assertEqual(after[("p0", "vring0")]["no_buffer"], 7)
+
+    def test_virtio(self):
+        v = parse.virtio_negotiation(VIRTIO)
+        self.assertIn("IN_ORDER", v["feature_names"])
+        self.assertEqual(v["paths"], ["Rx inorder", "Tx inorder"])
+
+    def test_thread_shares(self):
+        a = {"pmd0": {"run_s": 1.0, "wait_s": 0.0, "cpu_s": 1.0}}
+        b = {"pmd0": {"run_s": 3.0, "wait_s": 8.0, "cpu_s": 3.0}}
+        self.assertEqual(parse.thread_shares(a, b, 10.0)["pmd0"]["wait"], 0.8)
+
+
+if __name__ == "__main__":
+    unittest.main()
