@@ -291,6 +291,17 @@ void Dataplane::log_stats() const {
                      s.tx_bytes.get(), s.drop_no_buffer.get(), s.drop_too_big.get(),
                      s.drop_broken.get(), s.drop_no_route.get(), s.errors.get());
     };
+    for (size_t i = 0; i < pmd_count_; ++i) {
+        const PmdControl& c = controls_[i];
+        const uint64_t busy = c.busy_polls.get();
+        const uint64_t idle = c.idle_polls.get();
+        const double empty = busy + idle == 0 ? 0.0 : 100.0 * static_cast<double>(idle) /
+                                                          static_cast<double>(busy + idle);
+        spdlog::info("stats pmd{} cpu {}: polls busy {} empty {} (empty share {:.1f}%), sleeps {}, "
+                     "woken {}, timeouts {}, back-outs {}",
+                     i, cfg_.pmd_cores[i], busy, idle, empty, c.sleeps.get(), c.kick_wakeups.get(),
+                     c.timeouts.get(), c.backouts.get());
+    }
     for (const auto& rec : ports_) {
         if (rec->vhost) {
             for (uint32_t v = 0; v < rec->vhost->vrings(); ++v) {
