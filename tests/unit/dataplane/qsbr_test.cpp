@@ -201,7 +201,7 @@ TEST(Qsbr, NoReaderSeesAReclaimedObject) {
     // so a late reader reads poison instead of undefined memory.
     std::vector<std::unique_ptr<Obj>> graveyard;
     graveyard.reserve(kSwaps);
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
     for (int i = 0; i < kSwaps; ++i) {
         auto* next = new Obj;
         next->serial = static_cast<uint64_t>(i) + 1;
@@ -215,6 +215,9 @@ TEST(Qsbr, NoReaderSeesAReclaimedObject) {
             std::this_thread::yield();
         }
     }
+    // On a loaded machine the readers may not have run yet: the check below
+    // needs them to have read at least once.
+    EXPECT_TRUE(wait_for([&] { return reads.load() > 0; }));
     stop.store(true);
     r0.join();
     r1.join();
