@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstring>
 #include <utility>
@@ -23,6 +24,15 @@ Error msg_error(Request r, std::string what) {
 constexpr uint64_t desc_bytes(uint32_t n) { return 16ull * n; }
 constexpr uint64_t avail_bytes(uint32_t n) { return 6ull + 2ull * n; }
 constexpr uint64_t used_bytes(uint32_t n) { return 6ull + 8ull * n; }
+
+// Ring generations are unique in the whole process, not per session: a
+// device outlives its connections (a front-end reconnecting sends the same
+// messages again), and a repeated number would look like "same ring, keep
+// going" instead of a restart.
+uint64_t next_generation() noexcept {
+    static std::atomic<uint64_t> counter{1};
+    return counter.fetch_add(1, std::memory_order_relaxed);
+}
 
 } // namespace
 
@@ -438,7 +448,7 @@ Status Session::on_set_vring_addr(const VringAddr& addr) {
     ring.addr = addr;
     if (was_started) {
         ring.started = true;
-        ring.generation = next_generation_++;
+        ring.generation = next_generation();
         publish();
     }
     return Ok{};
@@ -511,7 +521,7 @@ Status Session::on_set_vring_fd(Request r, VringFd& vfd) {
         return msg_error(r, s.error().message);
     }
     ring.started = true;
-    ring.generation = next_generation_++;
+    ring.generation = next_generation();
     publish();
     return Ok{};
 }

@@ -111,7 +111,6 @@ private:
     UniqueFd log_fd_;
     std::vector<Ring> rings_;
     size_t live_count_ = 0;
-    uint64_t next_generation_ = 1;
 };
 
 } // namespace vhostd::protocol
