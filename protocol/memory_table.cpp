@@ -226,6 +226,10 @@ MemoryTable::MemoryTable(std::vector<HostRegion> regions) : regions_(std::move(r
     }
     std::sort(by_uva_.begin(), by_uva_.end(),
               [this](uint32_t a, uint32_t b) { return regions_[a].uva < regions_[b].uva; });
+    fast_count_ = static_cast<uint32_t>(std::min<size_t>(regions_.size(), kFast));
+    for (uint32_t i = 0; i < fast_count_; ++i) {
+        fast_[i] = FastRegion{regions_[i].gpa, regions_[i].size, regions_[i].host};
+    }
 }
 
 Result<std::shared_ptr<const MemoryTable>> MemoryTable::create(std::span<const MemRegionWire> regions,
@@ -388,7 +392,8 @@ uint8_t* MemoryTable::uva_to_host(uint64_t uva, uint64_t len) const noexcept {
     return r.host + offset;
 }
 
-size_t MemoryTable::gpa_to_pieces(uint64_t gpa, uint32_t len, Piece* out, size_t max_pieces) const noexcept {
+size_t MemoryTable::gpa_to_pieces_slow(uint64_t gpa, uint32_t len, Piece* out,
+                                       size_t max_pieces) const noexcept {
     uint64_t end = 0;
     if (len == 0 || out == nullptr || max_pieces == 0 || __builtin_add_overflow(gpa, uint64_t{len}, &end)) {
         return 0;

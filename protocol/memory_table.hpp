@@ -122,7 +122,20 @@ public:
     // overflows, or more than max_pieces pieces would be needed (`out` may have
     // been partly written then).
     [[nodiscard]] size_t gpa_to_pieces(uint64_t gpa, uint32_t len, Piece* out,
-                                       size_t max_pieces) const noexcept;
+                                       size_t max_pieces) const noexcept {
+        // Fast path, inline in the PMD's descriptor walk: a buffer wholly
+        // inside one of the (at most kFast) lowest regions — QEMU guests have
+        // one or two, DPDK's virtio-user one. off wraps for gpa below the
+        // region, which fails `off < size`; len <= size - off cannot overflow.
+        for (uint32_t i = 0; i < fast_count_; ++i) {
+            const uint64_t off = gpa - fast_[i].gpa;
+            if (off < fast_[i].size && len != 0 && len <= fast_[i].size - off && max_pieces != 0) {
+                out[0] = Piece{fast_[i].host + off, len};
+                return 1;
+            }
+        }
+        return gpa_to_pieces_slow(gpa, len, out, max_pieces);
+    }
 
     // Regions sorted by guest-physical address.
     [[nodiscard]] std::span<const HostRegion> regions() const noexcept { return regions_; }
@@ -136,6 +149,19 @@ private:
 
     // Index into regions_ of the region that contains `gpa`, or -1.
     [[nodiscard]] ptrdiff_t find_gpa(uint64_t gpa) const noexcept;
+    [[nodiscard]] size_t gpa_to_pieces_slow(uint64_t gpa, uint32_t len, Piece* out,
+                                            size_t max_pieces) const noexcept;
+
+    // The first regions again, packed at the front of the object for the
+    // inline fast path of gpa_to_pieces.
+    static constexpr uint32_t kFast = 2;
+    struct FastRegion {
+        uint64_t gpa;
+        uint64_t size;
+        uint8_t* host;
+    };
+    FastRegion fast_[kFast] = {};
+    uint32_t fast_count_ = 0;
 
     std::vector<HostRegion> regions_;  // sorted by gpa, non-overlapping
     std::vector<uint32_t> by_uva_;     // indices into regions_, sorted by uva
