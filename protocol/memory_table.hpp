@@ -129,7 +129,8 @@ public:
         // region, which fails `off < size`; len <= size - off cannot overflow.
         for (uint32_t i = 0; i < fast_count_; ++i) {
             const uint64_t off = gpa - fast_[i].gpa;
-            if (off < fast_[i].size && len != 0 && len <= fast_[i].size - off && max_pieces != 0) {
+            if (off < fast_[i].size && len != 0 && len <= fast_[i].size - off && max_pieces != 0 &&
+                out != nullptr) {
                 out[0] = Piece{fast_[i].host + off, len};
                 return 1;
             }
