@@ -167,3 +167,106 @@ def thread_shares(before, after, wall_s):
                      "wait": (end["wait_s"] - start["wait_s"]) / wall_s,
                      "cpu": (end["cpu_s"] - start["cpu_s"]) / wall_s}
     return out
+
+
+# vhostd's per-PMD line, on SIGUSR1 and at exit (Dataplane::log_stats):
+# "stats pmd0 cpu 1: polls busy N empty N (empty share X%), sleeps N, woken N,
+#  timeouts N, back-outs N".
+_VHOSTD_PMD = re.compile(
+    r"stats (?P<pmd>pmd\d+) cpu (?P<cpu>\d+): polls busy (?P<busy>\d+) empty (?P<empty>\d+) "
+    r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+), "
+    r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)")
+
+VHOSTD_PMD_COUNTERS = ("busy", "empty", "sleeps", "woken", "timeouts", "backouts")
+
+
+def vhostd_pmd_stats(text: str) -> list[dict[str, dict[str, int]]]:
+    """Every per-PMD statistics block in `text`, in order: [{"pmd0": counters}, ...].
+
+    Lines logged by one SIGUSR1 (or the exit) for pmd0, pmd1, ... form one
+    block; a new pmd0 line starts the next.
+    """
+    blocks = []
+    for m in _VHOSTD_PMD.finditer(text):
+        if m["pmd"] == "pmd0" or not blocks:
+            blocks.append({})
+        blocks[-1][m["pmd"]] = {k: int(m[k]) for k in ("cpu", *VHOSTD_PMD_COUNTERS)}
+    return blocks
+
+
+def pmd_delta(before, after):
+    """{pmd: counter increase} between two vhostd_pmd_stats() blocks."""
+    return {pmd: {k: end[k] - before.get(pmd, {}).get(k, 0) for k in VHOSTD_PMD_COUNTERS}
+            for pmd, end in after.items()}
+
+
+def process_cpu(pid: int) -> dict[int, dict]:
+    """Every thread of `pid`: {tid: {"comm", "cpu_s" (utime+stime from
+    /proc/PID/task/TID/stat), "run_s" (on-CPU time from schedstat, ns precision)}}.
+    Threads that ended are not there: compare totals over threads present at
+    both ends only when the set of threads is stable (vhostd's is)."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    base = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(base)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"{base}/{tid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+            fields = rest.split()
+            comm = head.split("(", 1)[1]
+            with open(f"{base}/{tid}/schedstat") as f:
+                run_ns = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        out[int(tid)] = {"comm": comm, "cpu_s": (int(fields[11]) + int(fields[12])) / tick,
+                         "run_s": run_ns / 1e9}
+    return out
+
+
+def process_cpu_delta(before, after, wall_s):
+    """CPU use between two process_cpu() readings, as shares of one core over
+    `wall_s`: {"total": {"cpu", "run"}, "threads": {comm: {"cpu", "run"}}}.
+    A thread born in between counts from 0."""
+    threads = {}
+    total = {"cpu": 0.0, "run": 0.0}
+    for tid, end in after.items():
+        start = before.get(tid, {"cpu_s": 0.0, "run_s": 0.0})
+        cpu = (end["cpu_s"] - start["cpu_s"]) / wall_s
+        run = (end["run_s"] - start["run_s"]) / wall_s
+        t = threads.setdefault(end["comm"], {"cpu": 0.0, "run": 0.0})
+        t["cpu"] += cpu
+        t["run"] += run
+        total["cpu"] += cpu
+        total["run"] += run
+    return {"total": total, "threads": threads}
+
+
+def ping_samples(text: str) -> tuple[list[int], int]:
+    """vhost-ping --samples output: (round trips in ns of the frames back in
+    time, number of frames lost)."""
+    rtts, lost = [], 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        if parts[1] == "lost":
+            lost += 1
+        else:
+            rtts.append(int(parts[1]))
+    return rtts, lost
+
+
+def percentile(sorted_values, q):
+    """Nearest rank: the smallest value with at least q of all values <= it."""
+    import math
+
+    if not sorted_values:
+        return None
+    i = max(1, math.ceil(q * len(sorted_values))) - 1
+    return sorted_values[min(i, len(sorted_values) - 1)]

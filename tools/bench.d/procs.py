@@ -116,7 +116,8 @@ def start_peer(ctx, sockets, vsv):
 # back-ends
 
 class VhostdBackend:
-    """(A) vhostd with one busy-polling PMD on CPU 1."""
+    """(A) vhostd with one busy-polling PMD on CPU 1 (or, with another
+    ctx.idle_yaml, one that sleeps when idle: `tools/bench idle`)."""
 
     kind = "A"
     label = "vhostd"
@@ -134,7 +135,7 @@ class VhostdBackend:
             switch = "switch: { mode: xconnect }\nxconnect: [ [p0, p0] ]\n"
         text = (f'dpdk: {{ eal_args: ["--no-huge", "-m", "{TESTPMD_MEM_MB}", "--no-pci", '
                 f'"--file-prefix", "{ctx.prefix("vhostd")}"] }}\n'
-                "dataplane: { pmd_cores: [1], idle: { mode: poll } }\n"
+                f"dataplane: {{ pmd_cores: [1], idle: {getattr(ctx, 'idle_yaml', '{ mode: poll }')} }}\n"
                 f"{switch}"
                 f"ports:\n{ports}"
                 f"control: {{ socket: {ctx.path('ctl.sock')} }}\n"

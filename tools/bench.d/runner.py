@@ -58,6 +58,9 @@ class RunContext:
         self.testpmd = opts.testpmd
         self.vhostd = opts.vhostd
         self.peer_vdev_args = opts.peer_vdev_args
+        # vhostd's dataplane.idle setting: busy polling for the throughput
+        # benchmark; `tools/bench idle` runs the same case in adaptive mode too.
+        self.idle_yaml = getattr(opts, "idle_yaml", "{ mode: poll }")
         # Long enough for start-up, warm-up, window and teardown; the watchdog
         # kills the process group if anything hangs.
         self.proc_timeout = opts.warmup + opts.seconds + 240

@@ -104,5 +104,47 @@ class ParseTest(unittest.TestCase):
         self.assertEqual(parse.thread_shares(a, b, 10.0)["pmd0"]["wait"], 0.8)
 
 
+PMD = """
+2026-11-26T09:08:52.186 info stats pmd0 cpu 1: polls busy 2202 empty 11230753 (empty share 100.0%), sleeps 10654, woken 1944, timeouts 8709, back-outs 0
+2026-11-26T09:08:52.187 info stats p0 vring0: rx 0 pkts 0 bytes, tx 2202 pkts 140928 bytes, drops: no_buffer 0 too_big 0 broken 0 no_route 0, errors 0
+2026-11-26T09:08:53.186 info stats pmd0 cpu 1: polls busy 2300 empty 11230800 (empty share 100.0%), sleeps 10700, woken 1990, timeouts 8710, back-outs 1
+2026-11-26T09:08:53.186 info stats pmd1 cpu 2: polls busy 5 empty 6 (empty share 54.5%), sleeps 7, woken 8, timeouts 9, back-outs 10
+"""
+
+
+class IdleParseTest(unittest.TestCase):
+    def test_pmd_blocks_and_delta(self):
+        blocks = parse.vhostd_pmd_stats(PMD)
+        self.assertEqual(len(blocks), 2)
+        self.assertEqual(blocks[0]["pmd0"]["sleeps"], 10654)
+        self.assertEqual(blocks[1]["pmd1"]["backouts"], 10)
+        d = parse.pmd_delta(blocks[0], blocks[1])
+        self.assertEqual(d["pmd0"]["woken"], 46)
+        self.assertEqual(d["pmd0"]["busy"], 98)
+        self.assertEqual(d["pmd1"]["timeouts"], 9)
+
+    def test_process_cpu_delta(self):
+        a = {10: {"comm": "vhostd", "cpu_s": 1.0, "run_s": 1.0},
+             11: {"comm": "pmd0", "cpu_s": 5.0, "run_s": 5.0}}
+        b = {10: {"comm": "vhostd", "cpu_s": 1.5, "run_s": 1.25},
+             11: {"comm": "pmd0", "cpu_s": 15.0, "run_s": 15.0},
+             12: {"comm": "iou-wrk-10", "cpu_s": 0.5, "run_s": 0.5}}
+        d = parse.process_cpu_delta(a, b, 10.0)
+        self.assertAlmostEqual(d["total"]["cpu"], 1.1)
+        self.assertAlmostEqual(d["threads"]["vhostd"]["run"], 0.025)
+        self.assertAlmostEqual(d["threads"]["iou-wrk-10"]["cpu"], 0.05)
+        self.assertIn(os.getpid(), parse.process_cpu(os.getpid()))
+
+    def test_ping_samples_and_percentile(self):
+        rtts, lost = parse.ping_samples("0 5000\n1 lost\n2 7000\n3 lost 2000000000\n4 6000\n")
+        self.assertEqual(rtts, [5000, 7000, 6000])
+        self.assertEqual(lost, 2)
+        v = sorted(rtts)
+        self.assertEqual(parse.percentile(v, 0.5), 6000)
+        self.assertEqual(parse.percentile(v, 0.99), 7000)
+        self.assertEqual(parse.percentile(v, 0.0), 5000)
+        self.assertIsNone(parse.percentile([], 0.5))
+
+
 if __name__ == "__main__":
     unittest.main()
