@@ -25,8 +25,11 @@ Checks:
     a frame was in flight; that part of a round trip ("self") is the tool's
     delay and is subtracted before the comparison (the plain round trips are
     logged too);
-  - the slack is 20 ms (--slack-ms). Runs at load 2-15 showed vhostd-side
-    delays up to ~15 ms, from time-slicing alone.
+  - the slack is 20 ms (--slack-ms). In the runs so far (load 0.3-5) the
+    slowest round trips, less the tool's own stalls, took up to ~12 ms; one run
+    before the tool told its own stalls apart, with other engineers' QEMU
+    guests and pollers on the machine, had one frame at 163 ms. Raise the
+    slack when the machine is that busy.
   A frame stranded for good (a PMD that never polls its ring again) is caught
   by the loss check;
 * vhostd slept and was woken by kicks (woken >= 1/4 of the frames: about nine
@@ -76,6 +79,9 @@ def run(env):
     over = [r for r in back if r[1] > max_rtt_us * 1000]
     slow = [r for r in over if r[1] - r[2] > max_rtt_us * 1000]
     shaped = sum(1 for _seq, ns, me in back if ns - me > a.max_sleep_us * 500)
+    net = sorted(back, key=lambda r: r[1] - r[2], reverse=True)[:5]
+    log("slowest without vhost-ping's own stalls: " +
+        ", ".join(f"#{seq} {(ns - me) / 1e3:.0f} us" for seq, ns, me in net))
     log(f"{len(over)} round trip(s) above {max_rtt_us:.0f} us, {len(over) - len(slow)} of them "
         f"only because vhost-ping itself was descheduled; {res['self_stalled']} round trip(s) "
         f"include such a stall; {shaped} took longer than max_sleep_us / 2 "
