@@ -196,9 +196,9 @@ bool Pmd::poll_once(const Snapshot& snap) noexcept {
     if (index_ >= snap.sources.size()) {
         return false;
     }
-    if (snap.mode == config::SwitchMode::L2) {
-        now_s_ = L2Table::now_s();
-    }
+    // The L2 clock is read lazily, once per pass that switches a frame, so an
+    // empty poll costs no clock read (L2Table::now_s never returns 0).
+    now_s_ = 0;
     for (const Source& src : snap.sources[index_]) {
         const PortEntry& port = snap.ports[src.port];
         if (src.vring != nullptr) {
@@ -320,6 +320,9 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
     // L2: learn the source, then unicast to a known port or flood.
     const uint8_t* dst_mac = eth;
     const uint8_t* src_mac = eth + 6;
+    if (now_s_ == 0) {
+        now_s_ = L2Table::now_s();
+    }
     snap.l2->learn(src_mac, src.id, now_s_);
     if (!is_multicast(dst_mac)) {
         if (auto port = snap.l2->lookup(dst_mac, now_s_)) {
