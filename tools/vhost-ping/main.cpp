@@ -65,6 +65,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include "../common/eal.hpp"
 #include "rtt_stats.hpp"
 
 namespace vhost_ping {
@@ -289,21 +290,9 @@ int Ping::setup() {
     args.insert(args.end(), {"--log-level", "lib.eal:warning", "--log-level", "pmd.net.virtio.*:info"});
     args.insert(args.end(), eal.begin(), eal.end());
     args.insert(args.end(), {"--vdev", "net_virtio_user0," + opt_.port});
-    std::string joined;
-    for (const auto& a : args) {
-        joined += (joined.empty() ? "" : " ") + a;
-    }
-    say("EAL: %s", joined.c_str());
-    static std::vector<std::string> storage;
-    static std::vector<char*> argv;
-    storage = args;
-    argv.clear();
-    for (auto& s : storage) {
-        argv.push_back(s.data());
-    }
-    argv.push_back(nullptr);
-    if (rte_eal_init(static_cast<int>(storage.size()), argv.data()) < 0) {
-        say("error: EAL initialisation failed: %s", rte_strerror(rte_errno));
+    say("EAL: %s", vhostd::tools::join_args(args).c_str());
+    if (const std::string err = vhostd::tools::init_eal(args); !err.empty()) {
+        say("error: EAL initialisation failed: %s", err.c_str());
         return kExitSetup;
     }
     eal_up_ = true;

@@ -45,6 +45,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include "../common/eal.hpp"
 #include "frame.hpp"
 
 namespace vhost_traffic {
@@ -307,22 +308,9 @@ int Traffic::setup_eal() {
         ports_.push_back(std::move(p));
     }
 
-    std::string joined;
-    for (const auto& a : args) {
-        joined += (joined.empty() ? "" : " ") + a;
-    }
-    infof("EAL: %s", joined.c_str());
-    // rte_eal_init may keep pointers into argv: keep the strings alive.
-    static std::vector<std::string> storage;
-    static std::vector<char*> argv;
-    storage = args;
-    argv.clear();
-    for (auto& s : storage) {
-        argv.push_back(s.data());
-    }
-    argv.push_back(nullptr);
-    if (rte_eal_init(static_cast<int>(storage.size()), argv.data()) < 0) {
-        errorf("EAL initialisation failed: %s", rte_strerror(rte_errno));
+    infof("EAL: %s", vhostd::tools::join_args(args).c_str());
+    if (const std::string err = vhostd::tools::init_eal(args); !err.empty()) {
+        errorf("EAL initialisation failed: %s", err.c_str());
         return kExitSetup;
     }
     eal_up_ = true;
