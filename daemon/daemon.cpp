@@ -41,9 +41,6 @@ Status Daemon::start() {
         return std::move(dp).error();
     }
     dataplane_ = std::move(dp).value();
-    kicks_ = std::make_unique<KickWatcher>(*loop_, *dataplane_);
-    dataplane_->set_publish_observer(
-        [this](const dataplane::Snapshot& snap) { kicks_->update(snap); });
     for (const auto& port : cfg_.ports) {
         if (port.type != config::PortType::VhostUser) {
             continue;
@@ -71,10 +68,6 @@ void Daemon::shutdown() {
         endpoint->shutdown();
     }
     endpoints_.clear();
-    if (dataplane_) {
-        dataplane_->set_publish_observer(nullptr);
-    }
-    kicks_.reset();
     loop_.reset();  // drops in-flight operations and the connections they held
     if (dataplane_) {
         dataplane_->stop();

@@ -11,7 +11,6 @@
 
 #include "config/config.hpp"
 #include "daemon/event_loop.hpp"
-#include "daemon/kick_watcher.hpp"
 #include "daemon/vhost_endpoint.hpp"
 #include "dataplane/dataplane.hpp"
 #include "protocol/result.hpp"
@@ -44,7 +43,6 @@ private:
 
     config::Config cfg_;
     std::unique_ptr<dataplane::Dataplane> dataplane_;
-    std::unique_ptr<KickWatcher> kicks_;
     std::unique_ptr<EventLoop> loop_;
     std::vector<std::shared_ptr<VhostEndpoint>> endpoints_;
     UniqueFd signal_fd_;

@@ -74,6 +74,12 @@ Dataplane::~Dataplane() {
 
 Result<std::unique_ptr<Dataplane>> Dataplane::create(const config::Config& cfg) {
     std::unique_ptr<Dataplane> dp(new Dataplane(cfg));
+    for (size_t i = 0; i < dp->pmd_count_; ++i) {
+        if (auto s = dp->controls_[i].open(); !s) {
+            return s.error();
+        }
+    }
+    dp->kicks_ = std::make_unique<KickRegistry>(dp->controls_.get(), dp->pmd_count_);
     bool need_dpdk = false;
     for (const auto& port : cfg.ports) {
         need_dpdk |= port.type == config::PortType::Dpdk;
@@ -193,6 +199,8 @@ void Dataplane::publish() {
             }
         }
     }
+    // Kick fds are registered before any PMD can see the rings they belong to.
+    kicks_->update(*snap);
     // Release pairs with the PMD's acquire load: the snapshot is complete
     // before any PMD can see its address.
     snapshot_.store(snap.get(), std::memory_order_release);
@@ -208,10 +216,9 @@ void Dataplane::publish() {
     for (size_t i = 0; i < pmd_count_; ++i) {
         wake_pmd(controls_[i]);
     }
-    if (observer_) {
-        observer_(*owned_);
-    }
 }
+
+size_t Dataplane::kicks_registered() const noexcept { return kicks_->registered(); }
 
 void Dataplane::forget_port(PortId id) noexcept { l2_.flush_port(id); }
 
@@ -298,9 +305,9 @@ void Dataplane::log_stats() const {
         const double empty = busy + idle == 0 ? 0.0 : 100.0 * static_cast<double>(idle) /
                                                           static_cast<double>(busy + idle);
         spdlog::info("stats pmd{} cpu {}: polls busy {} empty {} (empty share {:.1f}%), sleeps {}, "
-                     "woken {}, timeouts {}, back-outs {}",
+                     "woken {} (by control {}), timeouts {}, back-outs {}",
                      i, cfg_.pmd_cores[i], busy, idle, empty, c.sleeps.get(), c.kick_wakeups.get(),
-                     c.timeouts.get(), c.backouts.get());
+                     c.control_wakeups.get(), c.timeouts.get(), c.backouts.get());
     }
     for (const auto& rec : ports_) {
         if (rec->vhost) {

@@ -7,7 +7,6 @@
 // frees the old one (DESIGN.md "Hand-off control -> PMD").
 
 #include <atomic>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -15,6 +14,7 @@
 
 #include "config/config.hpp"
 #include "dataplane/idle.hpp"
+#include "dataplane/kick_registry.hpp"
 #include "dataplane/l2_table.hpp"
 #include "dataplane/qsbr.hpp"
 #include "dataplane/snapshot.hpp"
@@ -45,13 +45,10 @@ public:
 
     // Control thread only.
     void publish();
-    // Called (control thread) after every publish with the new snapshot; the
-    // daemon uses it to watch kick eventfds for sleeping PMDs.
-    void set_publish_observer(std::function<void(const Snapshot&)> observer) {
-        observer_ = std::move(observer);
-    }
-    // Wake PMD `i` if it sleeps (a guest kicked one of its rings).
+    // Wake PMD `i` if it sleeps.
     bool wake(size_t i) noexcept { return i < pmd_count_ && wake_pmd(controls_[i]); }
+    // Kick eventfds registered with sleeping PMDs' epoll sets.
+    [[nodiscard]] size_t kicks_registered() const noexcept;
     [[nodiscard]] size_t pmd_count() const noexcept { return pmd_count_; }
     [[nodiscard]] const PmdControl& pmd_control(size_t i) const noexcept { return controls_[i]; }
     void forget_port(PortId id) noexcept;          // drop its MACs from the L2 table
@@ -88,7 +85,7 @@ private:
     std::atomic<bool> stop_{false};
     size_t pmd_count_;
     std::unique_ptr<PmdControl[]> controls_;
-    std::function<void(const Snapshot&)> observer_;
+    std::unique_ptr<KickRegistry> kicks_;
     std::vector<std::thread> pmds_;
 };
 

@@ -24,7 +24,8 @@ from harness import check, log
 
 PMD_STATS_RE = re.compile(
     r"stats (?P<pmd>pmd\d+) cpu (?P<cpu>\d+): polls busy (?P<busy>\d+) empty (?P<empty>\d+) "
-    r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+), "
+    r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+) "
+    r"\(by control (?P<control_woken>\d+)\), "
     r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)")
 
 QUEUE_STATS_RE = re.compile(
