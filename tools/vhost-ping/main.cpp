@@ -51,7 +51,6 @@
 #include <filesystem>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -104,15 +103,6 @@ void say(const char* fmt, ...) {
     va_end(ap);
     std::fputc('\n', stdout);
     std::fflush(stdout);
-}
-
-std::vector<std::string> split_ws(const std::string& s) {
-    std::istringstream in(s);
-    std::vector<std::string> out;
-    for (std::string tok; in >> tok;) {
-        out.push_back(tok);
-    }
-    return out;
 }
 
 uint64_t mono_ns() noexcept {
@@ -266,29 +256,12 @@ void Ping::build(uint8_t* out, uint32_t magic, uint64_t seq, uint64_t stamp) con
 }
 
 int Ping::setup() {
-    std::vector<std::string> eal = split_ws(opt_.eal);
-    bool has_lcores = false;
-    bool has_prefix = false;
-    for (const auto& a : eal) {
-        if (a.rfind("-l", 0) == 0 || a.rfind("--lcores", 0) == 0 || a.rfind("-c", 0) == 0) {
-            has_lcores = true;
-        }
-        if (a.rfind("--file-prefix", 0) == 0 || a == "--in-memory") {
-            has_prefix = true;
-        }
-    }
-    std::vector<std::string> args{"vhost-ping"};
-    if (!has_lcores) {
-        args.insert(args.end(), {"-l", "0"});
-    }
-    if (!has_prefix) {
-        generated_prefix_ = "vhost-ping-" + std::to_string(::getpid());
-        args.insert(args.end(), {"--file-prefix", generated_prefix_});
-    }
     // Quiet EAL start-up, but the virtio driver's choice of RX/TX path is
-    // worth a line; a --log-level in --eal comes later and wins.
-    args.insert(args.end(), {"--log-level", "lib.eal:warning", "--log-level", "pmd.net.virtio.*:info"});
-    args.insert(args.end(), eal.begin(), eal.end());
+    // worth a line.
+    auto [args, prefix] = vhostd::tools::tool_eal_args(
+        "vhost-ping", vhostd::tools::split_ws(opt_.eal),
+        {"--log-level", "lib.eal:warning", "--log-level", "pmd.net.virtio.*:info"});
+    generated_prefix_ = prefix;
     args.insert(args.end(), {"--vdev", "net_virtio_user0," + opt_.port});
     say("EAL: %s", vhostd::tools::join_args(args).c_str());
     if (const std::string err = vhostd::tools::init_eal(args); !err.empty()) {
