@@ -65,6 +65,7 @@
 #include <rte_mempool.h>
 
 #include "../common/eal.hpp"
+#include "../common/signals.hpp"
 #include "rtt_stats.hpp"
 
 namespace vhost_ping {
@@ -888,16 +889,7 @@ int main(int argc, char** argv) {
     }
     ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); // precise wake-ups from idle gaps
 
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    struct sigaction al {};
-    al.sa_handler = on_alarm;
-    sigemptyset(&al.sa_mask);
-    sigaction(SIGALRM, &al, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
+    vhostd::tools::install_signal_handlers(on_signal, on_alarm);
 
     Ping p(std::move(opt));
     return p.run();

@@ -46,6 +46,7 @@
 #include <rte_mempool.h>
 
 #include "../common/eal.hpp"
+#include "../common/signals.hpp"
 #include "frame.hpp"
 
 namespace vhost_traffic {
@@ -1031,16 +1032,7 @@ int main(int argc, char** argv) {
     }
     opt.mode = mode == "pair" ? Mode::kPair : mode == "icmp" ? Mode::kIcmp : Mode::kReflect;
 
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    struct sigaction al {};
-    al.sa_handler = on_alarm;
-    sigemptyset(&al.sa_mask);
-    sigaction(SIGALRM, &al, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
+    vhostd::tools::install_signal_handlers(on_signal, on_alarm);
 
     Traffic t(std::move(opt));
     return t.run();
