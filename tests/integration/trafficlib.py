@@ -49,12 +49,16 @@ def add_args(parser):
                         help="path of the vhost-traffic binary (tools/vhost-traffic)")
 
 
-def require_traffic(env):
-    path = env.args.vhost_traffic
+def require_tool(path, name):
+    """`path` if it is an executable file, else a TestFailure saying how to build tools/NAME."""
     if not path or not os.access(path, os.X_OK):
-        raise harness.TestFailure(f"vhost-traffic binary not found or not executable: {path!r} "
-                                  "(build it: ninja -C build tools/vhost-traffic)")
+        raise harness.TestFailure(f"{name} binary not found or not executable: {path!r} "
+                                  f"(build it: ninja -C build tools/{name})")
     return path
+
+
+def require_traffic(env):
+    return require_tool(env.args.vhost_traffic, "vhost-traffic")
 
 
 # --------------------------------------------------------------------------
