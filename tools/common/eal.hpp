@@ -5,6 +5,7 @@
 #include <rte_errno.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <initializer_list>
 #include <sstream>
 #include <string>
@@ -83,6 +84,17 @@ inline std::string init_eal(const std::vector<std::string>& args) {
         return rte_strerror(rte_errno);
     }
     return {};
+}
+
+// rte_eal_cleanup, then removes EAL's runtime folder if its name is the
+// prefix tool_eal_args generated (nothing else lives there).
+inline void cleanup_eal(const std::string& generated_prefix) {
+    const std::string runtime = rte_eal_get_runtime_dir();
+    rte_eal_cleanup();
+    if (!generated_prefix.empty() && std::filesystem::path(runtime).filename() == generated_prefix) {
+        std::error_code ec;
+        std::filesystem::remove_all(runtime, ec);
+    }
 }
 
 } // namespace vhostd::tools

@@ -48,7 +48,6 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 #include <optional>
 #include <random>
 #include <string>
@@ -663,14 +662,8 @@ void Ping::teardown() {
         pool_ = nullptr;
     }
     if (eal_up_) {
-        const std::string runtime = rte_eal_get_runtime_dir();
-        rte_eal_cleanup();
+        vhostd::tools::cleanup_eal(generated_prefix_);
         eal_up_ = false;
-        if (!generated_prefix_.empty() &&
-            std::filesystem::path(runtime).filename() == generated_prefix_) {
-            std::error_code ec;
-            std::filesystem::remove_all(runtime, ec);
-        }
     }
 }
 

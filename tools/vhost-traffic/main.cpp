@@ -30,7 +30,6 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -801,15 +800,8 @@ void Traffic::teardown() {
         pool_ = nullptr;
     }
     if (eal_up_) {
-        std::string runtime = rte_eal_get_runtime_dir();
-        rte_eal_cleanup();
+        vhostd::tools::cleanup_eal(generated_prefix_);
         eal_up_ = false;
-        // Our own generated prefix only: nothing else lives in that folder.
-        if (!generated_prefix_.empty() &&
-            std::filesystem::path(runtime).filename() == generated_prefix_) {
-            std::error_code ec;
-            std::filesystem::remove_all(runtime, ec);
-        }
     }
 }
 
