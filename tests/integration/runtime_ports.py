@@ -3,11 +3,12 @@
 
 vhostd runs an L2 switch with ports a and b; vhost-traffic (DPDK's
 virtio-user) sends exact-count pair streams a <-> b, run after run, while
-the test adds a third port c and removes it again 100 times by rewriting the
-configuration file and sending SIGHUP (each reload is awaited through the
+the test adds a third port c and a DPDK port d1 (net_null) and removes them
+again, 100 times, by rewriting the configuration file and sending SIGHUP (each reload is awaited through the
 systemd notify socket: RELOADING=1, then READY=1). Every add publishes a new
-snapshot with c in the flooding set, every removal another one without it,
-and c's id is freed and reused each time. Every cycle happens while a
+snapshot with c and d1 in the flooding set (and d1's rx queue polled),
+every removal another one without them (d1's device is stopped, closed and
+removed, so it can be probed again); their ids are freed and reused. Every cycle happens while a
 vhost-traffic process runs, and every run must pass with exact counts (no
 loss, corruption, duplicate or misrouted frame); vhostd's counters show no
 drop on a or b. At the end vhostd has as many fds open as before the first
@@ -29,8 +30,12 @@ FRAMES_PER_RUN = 1000000
 def run(env):
     listener = notifylib.NotifyListener(env, abstract=False)
     socks = {p: env.path(f"{p}.sock") for p in ("a", "b", "c")}
-    base = [trafficlib.vhost_port(p, socks[p]) for p in ("a", "b")]
-    with_c = base + [trafficlib.vhost_port("c", socks["c"])]
+    # d0, a DPDK null device, starts DPDK's EAL so that DPDK ports can come
+    # and go too (no-rx: it receives nothing, so it adds no frame).
+    base = [trafficlib.vhost_port(p, socks[p]) for p in ("a", "b")] + [
+        trafficlib.dpdk_port("d0", "net_null0,no-rx=1")]
+    with_c = base + [trafficlib.vhost_port("c", socks["c"]),
+                     trafficlib.dpdk_port("d1", "net_null1,no-rx=1")]
     vhostd = trafficlib.Vhostd(env, switch="l2", ports_yaml=base,
                                sockets=[socks["a"], socks["b"]], env_vars=listener.env())
     listener.wait(lambda m: m.get("READY") == "1", 20, what="READY=1")
@@ -86,11 +91,13 @@ def run(env):
         run_no = len(runs)
         notifylib.rewrite_config(vhostd, with_c)
         out = notifylib.reload(vhostd, listener)
-        check("port c: added" in out, f"cycle {i}: port c was not added: {out[-500:]}")
+        check("port c: added" in out and "port d1: added" in out,
+              f"cycle {i}: port c or d1 was not added: {out[-500:]}")
         check(harness.is_socket(socks["c"]), f"cycle {i}: no socket {socks['c']}")
         notifylib.rewrite_config(vhostd, base)
         out = notifylib.reload(vhostd, listener)
-        check("port c: removed" in out, f"cycle {i}: port c was not removed: {out[-500:]}")
+        check("port c: removed" in out and "port d1: removed" in out,
+              f"cycle {i}: port c or d1 was not removed: {out[-500:]}")
         check(not harness.os.path.exists(socks["c"]), f"cycle {i}: {socks['c']} left behind")
         cycle_log.append((run_no, i))
         time.sleep(0.01)  # spread the cycles over the stream
@@ -117,7 +124,8 @@ def run(env):
           f"a rx {a['rx_packets']} / b tx {b['tx_packets']}, b rx {b['rx_packets']} / "
           f"a tx {a['tx_packets']}")
     trafficlib.check_no_drops(stats)
-    check(("c", "vring0") not in stats, "port c still has counters")
+    check(("c", "vring0") not in stats and ("d1", "queue0") not in stats,
+          "port c or d1 still has counters")
 
     # Nothing leaked: the front-ends are gone, c is gone.
     ok = harness.wait_for(lambda: notifylib.fd_count(vhostd.proc.pid) == fds_before, 10)
