@@ -134,7 +134,7 @@ Status Daemon::remove_port(const std::string& name) {
     auto it = std::find_if(endpoints_.begin(), endpoints_.end(),
                            [&](const auto& e) { return e->name() == name; });
     if (it != endpoints_.end()) {
-        (*it)->shutdown();
+        (*it)->shutdown("port removed");
         endpoints_.erase(it);
     }
     auto removed = dataplane_->remove_port(name);

@@ -75,11 +75,11 @@ Status VhostEndpoint::start() {
     return Ok{};
 }
 
-void VhostEndpoint::shutdown() {
+void VhostEndpoint::shutdown(const char* why) {
     shutting_down_ = true;
     if (connection_) {
         auto conn = connection_;
-        close_connection(conn, "daemon shutting down");
+        close_connection(conn, why);
     }
     if (listen_fd_) {
         // Completes the accept still in flight on the io_uring (with

@@ -9,8 +9,9 @@ RELOADING=1 / READY=1 on the notify socket:
    keeps running what it ran (every socket still there).
 2. Restart-only keys (dataplane.pmd_cores, dataplane.burst): a warning
    naming each key, nothing else changes.
-3. q1's path changes: q1 is removed and added again (old socket file gone,
-   new one listening); q0 is removed (its socket file gone); r0 is added with
+3. q1's path changes while testpmd is connected to it: q1 is removed (the
+   front-end is disconnected and sees its link go down) and added again (old
+   socket file gone, new one listening); q0 is removed (its socket file gone); r0 is added with
    a new pair [r0, r0].
 4. A port that cannot be added (a socket path below a regular file): the
    error names the file and line; the other changes still apply.
@@ -21,6 +22,7 @@ exits 0 on SIGTERM and leaves no socket file behind.
 """
 
 import os
+import re
 
 import harness
 import notifylib
@@ -70,7 +72,12 @@ def run(env):
     check("0 port(s) removed, 0 added (0 changed), 0 failed, 2 key(s) waiting for a restart" in out,
           f"unexpected summary: {out[-400:]}")
 
-    # 3. Ports: q1 changed, q0 removed, r0 added and paired.
+    # 3. Ports: q1 changed (with a front-end connected), q0 removed, r0
+    #    added and paired.
+    fe = env.testpmd_frontend(p["q1"])
+    fe.wait_prompt()
+    fe.wait_link_up()
+    vhostd.proc.expect(r"port q1: 2 ring\(s\) live", 20, what="q1's rings live")
     notifylib.rewrite_config(vhostd, ports(env, "p0", "q1", "r0", q1=q1_new),
                              xconnect=[("p0", "p0"), ("r0", "r0")])
     out = notifylib.reload(vhostd, listener)
@@ -80,6 +87,13 @@ def run(env):
     check(not os.path.exists(p["q0"]) and not os.path.exists(p["q1"]),
           "a removed or changed port left its socket file")
     check(harness.is_socket(q1_new) and harness.is_socket(p["r0"]), "q1 or r0 is not listening")
+    check(re.search(r"port q1: connection \d+ closed \(port removed\)", out),
+          f"q1's front-end was not disconnected: {out[-800:]}")
+    ok = harness.wait_for(lambda: fe.link_status() == "down", 15)
+    check(ok, "testpmd still sees q1's link up after the port was removed")
+    # testpmd's quit writes to the socket vhostd closed: it may die of SIGPIPE.
+    fe.send("quit")
+    check(fe.wait(15) is not None, "testpmd did not quit")
     log("ports: q0 removed, q1 moved, r0 added")
 
     # 4. A port that cannot open: the rest applies, the error names the line.
