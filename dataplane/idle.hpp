@@ -44,6 +44,9 @@ struct alignas(64) PmdControl {
     std::atomic<uint32_t> word{kAwake};
     UniqueFd epoll;         // the PMD waits here: wake eventfd + its rings' kick eventfds
     UniqueFd wake_fd;       // eventfd written by wake_pmd()
+    // Moved by the PMD once per poll-loop iteration (and sleep); the
+    // watchdog's health check (Dataplane::stalled_pmds) reads it.
+    std::atomic<uint64_t> heartbeat{0};
     Counter sleeps;         // times the PMD went to sleep
     Counter kick_wakeups;   // woken by a guest kick
     Counter control_wakeups;// woken by the control thread (reconfiguration, stop)
