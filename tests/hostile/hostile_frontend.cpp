@@ -288,6 +288,23 @@ std::vector<ProtocolCase> protocol_cases() {
     }
     cases.push_back(raw("unsupported-request-iotlb", "request not supported",
                         raw_header(static_cast<uint32_t>(Request::IotlbMsg), protocol::kFlagVersion1, 0)));
+    // GET/SET_INFLIGHT_FD (not offered) with a payload and two fds attached,
+    // as in CVE-2022-0669: refused, and both fds closed.
+    for (const auto& [code, label] : {std::pair{Request::GetInflightFd, "GET_INFLIGHT_FD"},
+                                      std::pair{Request::SetInflightFd, "SET_INFLIGHT_FD"}}) {
+        const uint32_t c = static_cast<uint32_t>(code);
+        cases.push_back({std::string("inflight-fd-") + (code == Request::GetInflightFd ? "get" : "set"),
+                         std::string(label) + ": request not supported",
+                         [c](FakeFrontend& fe, const fakes::GuestMemory&) {
+                             std::vector<Probe> probes(2);
+                             const int raw_fds[2] = {probes[0].write.get(), probes[1].write.get()};
+                             auto bytes = raw_header(c, protocol::kFlagVersion1, 24);
+                             bytes.resize(bytes.size() + 24, 0);
+                             must(fe.send_bytes(bytes, raw_fds));
+                             expect_closed(fe, "INFLIGHT_FD");
+                             expect_probes_closed(probes);
+                         }});
+    }
     cases.push_back(raw("reply-bit-on-request", "reply bit set on a request",
                         raw_header(gf, protocol::kFlagVersion1 | protocol::kFlagReply, 0)));
     cases.push_back(raw("version-2", "version 2", raw_header(gf, 2, 0)));
@@ -299,43 +316,39 @@ std::vector<ProtocolCase> protocol_cases() {
         {Request::SetVringAddr, "SET_VRING_ADDR"}, {Request::SetVringKick, "SET_VRING_KICK"},
         {Request::SetVringCall, "SET_VRING_CALL"}, {Request::SetVringErr, "SET_VRING_ERR"},
     };
-    for (const auto& [req, label] : state_msgs) {
+    auto hex = [](uint32_t v) {
+        char b[16];
+        std::snprintf(b, sizeof b, "0x%x", v);
+        return std::string(b);
+    };
+    for (const auto& msg : state_msgs) {
+        const Request req = msg.first;
+        const std::string label = msg.second;
+        // The fd messages carry the index in bits 0-7 of a u64; bit 8 is
+        // "no fd" and every other bit is reserved.
+        const bool fd_msg =
+            req == Request::SetVringKick || req == Request::SetVringCall || req == Request::SetVringErr;
         for (uint32_t index : {kRings, 0x10000u, 0x10000000u}) {
-            const bool fd_msg = req == Request::SetVringKick || req == Request::SetVringCall ||
-                                req == Request::SetVringErr;
-            // The fd messages carry the index in bits 0-7 of a u64.
             const std::string fragment =
-                fd_msg && index > 0xff ? std::string(label) + ": payload 0x" + ([&] {
-                    char b[32];
-                    std::snprintf(b, sizeof b, "%x", index);
-                    return std::string(b);
-                }()) + " has reserved bits set"
-                                       : std::string(label) + ": ring index " + std::to_string(index) +
-                                             " out of range";
-            char hex[32];
-            std::snprintf(hex, sizeof hex, "0x%x", index);
-            cases.push_back({std::string("ring-index-") + label + "-" + hex, fragment,
+                fd_msg && index > 0xff
+                    ? label + ": payload " + hex(index) + " has reserved bits set"
+                    : label + ": ring index " + std::to_string(index) + " out of range";
+            cases.push_back({"ring-index-" + label + "-" + hex(index), fragment,
                              [req, index, fd_msg](FakeFrontend& fe, const fakes::GuestMemory& mem) {
                                  prefix(fe, mem);
                                  const uint32_t f = protocol::kFlagVersion1 | protocol::kFlagNeedReply;
-                                 Probe probe;
-                                 const int raw_fd = probe.write.get();
-                                 Status s = Ok{};
+                                 std::vector<Probe> probes(1);  // the fd of KICK/CALL/ERR
+                                 const int raw_fd = probes[0].write.get();
                                  if (fd_msg) {
-                                     s = fe.send(req, bytes_of(uint64_t{index}), std::span(&raw_fd, 1), f);
+                                     must(fe.send(req, bytes_of(uint64_t{index}), std::span(&raw_fd, 1), f));
                                  } else if (req == Request::SetVringAddr) {
                                      auto a = fakes::ring_addr(mem, 0, kRingSize);
                                      a.index = index;
-                                     s = fe.send(req, bytes_of(a), {}, f);
+                                     must(fe.send(req, bytes_of(a), {}, f));
                                  } else {
-                                     s = fe.send(req, bytes_of(protocol::VringState{index, 1}), {}, f);
-                                 }
-                                 if (!s) {
-                                     fail(s.error().message);
+                                     must(fe.send(req, bytes_of(protocol::VringState{index, 1}), {}, f));
                                  }
                                  expect_closed(fe, "bad ring index");
-                                 std::vector<Probe> probes;
-                                 probes.push_back(std::move(probe));
                                  if (fd_msg) {
                                      expect_probes_closed(probes);
                                  }
