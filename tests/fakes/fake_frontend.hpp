@@ -514,7 +514,7 @@ public:
             memory, options);
     }
 
-    Result<HandshakeResult> handshake_with(const Exchanger& exchange, const GuestMemory& memory,
+    Result<HandshakeResult> handshake_with(const Exchanger& step, const GuestMemory& memory,
                                            const HandshakeOptions& options) {
         using protocol::Request;
         HandshakeResult result;
@@ -527,7 +527,7 @@ public:
         auto set = [&](const char* what, Request r, std::span<const uint8_t> payload,
                        std::span<const int> fds) -> Status {
             const bool want_ack = (ack_flags & protocol::kFlagNeedReply) != 0;
-            auto ex = exchange(r, payload, fds, ack_flags, want_ack);
+            auto ex = step(r, payload, fds, ack_flags, want_ack);
             if (!ex.ok()) {
                 return fail(what, ex.error_text());
             }
@@ -540,7 +540,7 @@ public:
             return Ok{};
         };
         auto get_u64 = [&](const char* what, Request r) -> Result<uint64_t> {
-            auto ex = exchange(r, {}, {}, protocol::kFlagVersion1, true);
+            auto ex = step(r, {}, {}, protocol::kFlagVersion1, true);
             if (!ex.ok()) {
                 return fail(what, ex.error_text());
             }

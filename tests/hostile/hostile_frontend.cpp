@@ -30,7 +30,6 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -72,10 +71,11 @@ std::string g_socket;
 
 // ------------------------------------------------------------------ helpers
 
+// A fresh connection to the daemon's socket. The daemon serves one
+// front-end per port and lets go of the previous connection asynchronously:
+// the scripts wait for its fd count before the next case, and good_session()
+// retries a connection the daemon refused.
 FakeFrontend connect_frontend() {
-    // The daemon serves one front-end per port and drops the previous
-    // connection asynchronously; a refused connection (closed at once) is
-    // retried for a while.
     auto r = protocol::connect_unix(g_socket);
     if (auto* e = std::get_if<protocol::ConnectError>(&r)) {
         fail("connect: " + e->message);
