@@ -5,12 +5,41 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include <fmt/format.h>
 
 namespace vhostd::dataplane {
+
+namespace {
+
+// epoll_pwait2 (Linux 5.11) takes a timespec; where it is missing (an older
+// kernel, or valgrind 3.19, which does not know the syscall) epoll_wait with
+// the timeout rounded up to whole milliseconds does the same job, coarser.
+std::atomic<bool> g_no_pwait2{false};
+
+int epoll_wait_ts(int epfd, epoll_event* events, int max, const timespec* ts) noexcept {
+    if (!g_no_pwait2.load(std::memory_order_relaxed)) {
+        const int n = ::epoll_pwait2(epfd, events, max, ts, nullptr);
+        if (n >= 0 || errno != ENOSYS) {
+            return n;
+        }
+        g_no_pwait2.store(true, std::memory_order_relaxed);
+    }
+    int ms = -1;
+    if (ts != nullptr) {
+        const uint64_t ns = static_cast<uint64_t>(ts->tv_sec) * 1'000'000'000ull +
+                            static_cast<uint64_t>(ts->tv_nsec);
+        ms = static_cast<int>(std::min<uint64_t>((ns + 999'999) / 1'000'000, INT32_MAX));
+    }
+    return ::epoll_wait(epfd, events, max, ms);
+}
+
+} // namespace
 
 Status PmdControl::open() {
     epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
@@ -33,7 +62,7 @@ Status PmdControl::open() {
 void drain_wake_events(PmdControl& pmd) noexcept {
     epoll_event events[16];
     const timespec zero{};
-    while (::epoll_pwait2(pmd.epoll.get(), events, 16, &zero, nullptr) == 16) {
+    while (epoll_wait_ts(pmd.epoll.get(), events, 16, &zero) == 16) {
     }
 }
 
@@ -43,7 +72,7 @@ WakeCause wait_for_wake(PmdControl& pmd, uint32_t timeout_us) noexcept {
                       static_cast<long>(timeout_us % 1'000'000) * 1000};
     int n;
     do {
-        n = ::epoll_pwait2(pmd.epoll.get(), events, 16, timeout_us == 0 ? nullptr : &ts, nullptr);
+        n = epoll_wait_ts(pmd.epoll.get(), events, 16, timeout_us == 0 ? nullptr : &ts);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
         return WakeCause::Timeout;
