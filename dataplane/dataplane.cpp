@@ -213,6 +213,18 @@ void Dataplane::publish() {
     }
 }
 
+std::vector<Dataplane::PortView> Dataplane::port_views() const {
+    std::vector<PortView> out;
+    out.reserve(ports_.size());
+    for (size_t i = 0; i < ports_.size(); ++i) {
+        const PortRecord& rec = *ports_[i];
+        out.push_back(PortView{static_cast<PortId>(i), &rec.name, rec.kind, rec.vhost.get(),
+                               rec.dpdk.get(), rec.dpdk_slots.get(), rec.dpdk_queues,
+                               rec.vhost ? &std::as_const(*rec.vhost).health() : &rec.dpdk_health});
+    }
+    return out;
+}
+
 void Dataplane::forget_port(PortId id) noexcept { l2_.flush_port(id); }
 
 void Dataplane::learn(const Mac& mac, PortId id) noexcept { l2_.learn(mac.data(), id, L2Table::now_s()); }

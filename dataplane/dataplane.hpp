@@ -63,6 +63,22 @@ public:
 
     [[nodiscard]] const config::Config& config() const noexcept { return cfg_; }
 
+    // Read-only views for the control socket and metrics (control thread only).
+    struct PortView {
+        PortId id;
+        const std::string* name;
+        PortKind kind;
+        const VhostUserPort* vhost;   // vhost-user ports
+        const DpdkPort* dpdk;         // DPDK ports
+        const RingSlot* dpdk_slots;   // DPDK ports: dpdk_queues of them
+        uint16_t dpdk_queues;
+        const PortHealth* health;
+    };
+    [[nodiscard]] std::vector<PortView> port_views() const;
+    // The snapshot the PMDs currently poll (receive-source assignment).
+    [[nodiscard]] const Snapshot* current_snapshot() const noexcept { return owned_.get(); }
+    [[nodiscard]] std::vector<L2Table::Entry> fdb() const { return l2_.entries(L2Table::now_s()); }
+
 private:
     struct PortRecord {
         std::string name;

@@ -96,16 +96,22 @@ void Pmd::run() noexcept {
         // Acquire pairs with the release store in Dataplane::publish(): the
         // snapshot's contents are visible before its pointer is.
         const Snapshot* snap = snapshot_.load(std::memory_order_acquire);
+        // Busy/idle share for `vhostctl show pmd`: two TSC reads (no syscall,
+        // a few dozen cycles) around the poll; a sleep is not counted.
+        const uint64_t started = __rdtsc();
         bool busy = false;
         if (snap != nullptr) {
             busy = poll_once(*snap);
         }
+        const uint64_t spent = __rdtsc() - started;
         if (busy) {
+            control_.busy_cycles.add(spent);
             control_.busy_polls.add(1);
             drowsy = false;
             idle_since = 0;
             idle_iterations = 0;
         } else {
+            control_.idle_cycles.add(spent);
             control_.idle_polls.add(1);
             // Hysteresis: sleep only after poll_us without any work; one
             // frame restarts the clock, a busy queue never lets it run out.
