@@ -68,6 +68,13 @@ Result<UniqueFd> listen_unix(const std::string& path, const ListenOptions& optio
     if (!fd) {
         return make_error(fmt::format("socket {}: socket(): {}", path, errno_text(errno)));
     }
+    // Linux creates the socket file with the socket inode's mode (masked by
+    // the umask): setting it before bind leaves no moment in which the file
+    // is more open than `mode`. The chmod below then undoes the umask.
+    if (::fchmod(fd.get(), options.mode) != 0) {
+        return make_error(fmt::format("socket {}: fchmod {:o}: {}", path, options.mode,
+                                      errno_text(errno)));
+    }
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(sockaddr_un)) != 0) {
         return make_error(fmt::format("socket {}: bind: {}", path, errno_text(errno)));
     }

@@ -22,7 +22,7 @@
 namespace vhostd::protocol {
 
 struct ListenOptions {
-    uint32_t mode = 0660;          // applied with chmod after bind
+    uint32_t mode = 0660;          // set before bind (no looser window), again after
     std::optional<gid_t> group;    // applied with chown after bind
     int backlog = 16;
 };
