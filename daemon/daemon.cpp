@@ -59,6 +59,9 @@ Status Daemon::start() {
         return s;
     }
     arm_health_timer();
+    if (auto s = start_control(); !s) {
+        return s;
+    }
     spdlog::info("vhostd {} running: {} port(s), switch mode {}, {} PMD(s)", VHOSTD_VERSION,
                  cfg_.ports.size(), config::to_string(cfg_.switch_mode), cfg_.pmd_cores.size());
     return Ok{};
@@ -67,6 +70,7 @@ Status Daemon::start() {
 Status Daemon::run() { return loop_->run(); }
 
 void Daemon::shutdown() {
+    stop_control();
     for (auto& endpoint : endpoints_) {
         endpoint->shutdown();
     }

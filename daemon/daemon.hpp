@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "daemon/control_server.hpp"
+#include "daemon/introspection.hpp"
+#include "daemon/metrics_server.hpp"
 #include "daemon/event_loop.hpp"
 #include "daemon/kick_watcher.hpp"
 #include "daemon/vhost_endpoint.hpp"
@@ -41,6 +44,10 @@ private:
     Status setup_signals();
     void arm_signal();
     void arm_health_timer();
+    // The control socket and the metrics endpoint (daemon_control.cpp).
+    Status start_control();
+    [[nodiscard]] ControlActions control_actions();
+    void stop_control();
 
     config::Config cfg_;
     std::unique_ptr<dataplane::Dataplane> dataplane_;
@@ -49,6 +56,9 @@ private:
     std::vector<std::shared_ptr<VhostEndpoint>> endpoints_;
     UniqueFd signal_fd_;
     signalfd_siginfo siginfo_{};
+    std::unique_ptr<Introspector> introspector_;
+    std::unique_ptr<ControlServer> control_;
+    std::unique_ptr<MetricsServer> metrics_;
 };
 
 } // namespace vhostd::daemon

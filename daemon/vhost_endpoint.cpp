@@ -71,6 +71,22 @@ Status VhostEndpoint::start() {
     return Ok{};
 }
 
+VhostEndpoint::State VhostEndpoint::state() const noexcept {
+    State st{};
+    st.connections = connections_;
+    if (connection_) {
+        st.state = "connected";
+        st.features = connection_->session.features();
+        st.protocol_features = connection_->session.protocol_features();
+        st.mtu = connection_->session.mtu();
+    } else if (shutting_down_) {
+        st.state = "stopped";
+    } else {
+        st.state = mode_ == config::SocketMode::Server ? "listening" : "connecting";
+    }
+    return st;
+}
+
 void VhostEndpoint::shutdown() {
     shutting_down_ = true;
     if (connection_) {
