@@ -22,19 +22,37 @@ ControlActions Daemon::control_actions() {
         }
         return s;
     };
+    // One `ports:` entry, checked by the configuration loader itself (the
+    // JSON object is YAML too), then added as SIGHUP would add it.
+    a.add_port = [this](const nlohmann::ordered_json& port) -> Status {
+        auto parsed = config::load_port(port.dump(), "port add");
+        if (!parsed) {
+            return std::move(parsed).error();
+        }
+        const config::PortConfig& pc = *parsed;
+        if (pc.type == config::PortType::VhostUser && pc.path == cfg_.control_socket) {
+            return make_error(fmt::format("port {}: path: same path as control.socket ({})",
+                                          pc.name, pc.path));
+        }
+        auto s = add_port(pc);
+        if (s) {
+            introspector_->forget_port(pc.name);  // its counters start from 0
+        }
+        return s;
+    };
+    a.remove_port = [this](const std::string& name) -> Status {
+        auto s = remove_port(name);
+        if (s) {
+            introspector_->forget_port(name);
+        }
+        return s;
+    };
     return a;
 }
 
 Status Daemon::start_control() {
     introspector_ = std::make_unique<Introspector>(
-        *dataplane_, [this](const std::string& port) -> const VhostEndpoint* {
-            for (const auto& endpoint : endpoints_) {
-                if (endpoint->name() == port) {
-                    return endpoint.get();
-                }
-            }
-            return nullptr;
-        });
+        *dataplane_, [this](const std::string& port) { return endpoint(port); });
     auto control = ControlServer::create(*loop_, cfg_.control_socket, control_actions());
     if (!control) {
         return std::move(control).error();

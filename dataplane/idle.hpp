@@ -33,6 +33,9 @@ inline constexpr uint32_t kSleeping = 1;
 
 struct alignas(64) PmdControl {
     std::atomic<uint32_t> word{kAwake};
+    // Moved by the PMD once per poll-loop iteration (and sleep); the
+    // watchdog's health check (Dataplane::stalled_pmds) reads it.
+    std::atomic<uint64_t> heartbeat{0};
     Counter sleeps;         // times the PMD went to sleep
     Counter kick_wakeups;   // woken by a guest kick (or reconfiguration)
     Counter timeouts;       // woke because max_sleep_us passed

@@ -128,12 +128,14 @@ void Pmd::run() noexcept {
                     idle_since = 0;
                     idle_iterations = 0;
                     qsbr_.quiescent(reader_);
+                    beat();
                     continue;
                 }
             }
         }
         // Quiescent point: nothing from `snap` is held past this line.
         qsbr_.quiescent(reader_);
+        beat();
         if (!busy) {
             _mm_pause();
         }

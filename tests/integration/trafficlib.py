@@ -64,11 +64,12 @@ class Vhostd:
     """vhostd with `ports_yaml` (the YAML list items under `ports:`) and a switch.
 
     `switch` is "l2" or "xconnect"; `xconnect` a list of name pairs.
-    `sockets` are the server-mode socket paths to wait for.
+    `sockets` are the server-mode socket paths to wait for. `env_vars` are
+    added to vhostd's environment (NOTIFY_SOCKET, ...).
     """
 
     def __init__(self, env, *, ports_yaml, sockets, switch="xconnect", xconnect=None,
-                 name="vhostd", pmd_cores=(1,), idle="adaptive", extra_yaml=()):
+                 name="vhostd", pmd_cores=(1,), idle="adaptive", env_vars=None, extra_yaml=()):
         self.env = env
         self.name = name
         self.sockets = list(sockets)
@@ -92,7 +93,8 @@ class Vhostd:
         self.config_path = env.write(env.path(f"{name}.yaml"), "\n".join(lines) + "\n")
         self.proc = harness.Process(name, [env.require_vhostd(), "--config", self.config_path,
                                            "--log-level", "debug"],
-                                    env.path(f"{name}.log"))
+                                    env.path(f"{name}.log"),
+                                    env={**os.environ, **env_vars} if env_vars else None)
         env.register(self.proc)
         # Generous: with a DPDK port, EAL and pool set-up take seconds on a
         # loaded machine.

@@ -293,17 +293,18 @@ int main(int argc, char** argv) {
     std::string name, type, path, mode, devargs;
     std::optional<uint32_t> queues, mtu;
     add->add_option("NAME", name, "port name")->required();
-    add->add_option("--type", type, "vhost-user (default) or dpdk");
+    add->add_option("--type", type, "vhost-user (default), or dpdk (default with --devargs)");
     add->add_option("--path", path, "vhost-user socket path");
     add->add_option("--mode", mode, "server (default) or client");
     add->add_option("--queues", queues, "queue pairs");
     add->add_option("--mtu", mtu, "MTU offered to the front-end");
     add->add_option("--devargs", devargs, "DPDK device arguments");
     add->callback([&] {
-        json p{{"name", name}};
-        if (!type.empty()) {
-            p["type"] = type;
-        }
+        // The daemon, like the YAML file, wants a type: default to what the
+        // other options say.
+        json p{{"name", name}, {"type", !type.empty()      ? type
+                                        : devargs.empty() ? "vhost-user"
+                                                          : "dpdk"}};
         if (!path.empty()) {
             p["path"] = path;
         }
