@@ -69,11 +69,16 @@ void StreamServer::arm_accept() {
         }
         StreamServer& self = **alive;
         if (result < 0) {
-            if (result == -EINTR || result == -ECONNABORTED || result == -EAGAIN ||
-                result == -EMFILE || result == -ENFILE) {
-                if (result == -EMFILE || result == -ENFILE) {
-                    spdlog::warn("{}: accept: {}", self.name_, std::strerror(-result));
-                }
+            if (result == -EMFILE || result == -ENFILE) {
+                // Out of fds: try again a little later rather than spin.
+                spdlog::warn("{}: accept: {}", self.name_, std::strerror(-result));
+                self.loop_.after(std::chrono::milliseconds(100), [weak](int) {
+                    auto again = weak.lock();
+                    if (again && !(*again)->stopped_) {
+                        (*again)->arm_accept();
+                    }
+                });
+            } else if (result == -EINTR || result == -ECONNABORTED || result == -EAGAIN) {
                 self.arm_accept();
             } else if (result != -ECANCELED) {
                 spdlog::error("{}: accept: {}; no longer accepting", self.name_,

@@ -3,8 +3,9 @@
 
 One vhostd, `switch: l2`, two vhost-user ports a and b:
 
-1. The control socket is a socket of mode 0660; vhostctl against a socket
-   nobody serves fails (exit 1) saying so.
+1. The control socket is a socket of mode 0660 (it replaced a stale socket
+   file); a second vhostd on the same path refuses to start; vhostctl
+   against a socket nobody serves fails (exit 1) saying so.
 2. `show ports` (table and --json) before any front-end: both listening on
    their paths, server mode, 0660, one queue pair, no live ring.
 3. vhost-traffic sends an exact number of frames a <-> b. `show stats`
@@ -30,6 +31,7 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import threading
 import time
 
@@ -69,6 +71,11 @@ def check_stats_table(text, by_queue):
 
 def run(env):
     socks = {p: env.path(f"{p}.sock") for p in ("a", "b")}
+    # A stale control socket (bound, nobody listening) left by a crashed
+    # vhostd is replaced.
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(env.path("vhostd-ctl.sock"))
+    stale.close()
     vhostd = trafficlib.Vhostd(env, name="vhostd", switch="l2",
                                ports_yaml=[trafficlib.vhost_port(p, s) for p, s in socks.items()],
                                sockets=socks.values())
@@ -82,6 +89,19 @@ def run(env):
           f"control socket mode {oct(stat.S_IMODE(st.st_mode))}, expected 0o660")
     _rc, _out, err = run_vhostctl(env, env.path("nobody.sock"), "show", "ports", expect_rc=1)
     check("is vhostd running?" in err, f"vhostctl without a daemon said {err!r}")
+
+    # A second vhostd on the same control socket refuses to start.
+    text = open(vhostd.config_path).read()
+    for p in ("a", "b"):
+        text = text.replace(socks[p], env.path(f"{p}2.sock"))
+    text = text.replace("vhd-vhostd", "vhd-vhostd2")
+    second = env.write(env.path("second.yaml"), text)
+    proc = subprocess.run([env.require_vhostd(), "--config", second], capture_output=True,
+                          text=True, timeout=60, check=False)
+    check(proc.returncode == 1 and "another process is listening on it" in proc.stderr
+          and ctl in proc.stderr,
+          f"a second vhostd on {ctl}: exit {proc.returncode}, {proc.stderr[-500:]!r}")
+    check(controllib.control_json(ctl, {"cmd": "show fdb"})["ok"], "first vhostd unwell")
 
     # 2. show ports before any front-end.
     ports = vhostctl_json(env, ctl, "show", "ports")
