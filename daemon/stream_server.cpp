@@ -24,6 +24,7 @@ struct StreamServer::Client {
     std::string out;                   // reply being sent
     size_t sent = 0;
     bool close_after = false;
+    bool draining = false;             // reply sent, write side shut: reading to EOF
     bool dead = false;
     Clock::time_point last_progress;   // accepted, or last reply sent
 };
@@ -120,6 +121,10 @@ void StreamServer::on_read(const std::shared_ptr<Client>& c, int result) {
         drop(c);
         return;
     }
+    if (c->draining) {
+        arm_read(c);  // discard: the answer is out, we only wait for EOF
+        return;
+    }
     c->in.append(c->chunk.data(), static_cast<size_t>(result));
     process(c);
 }
@@ -182,7 +187,15 @@ void StreamServer::send_pending(const std::shared_ptr<Client>& c) {
                    c->sent = 0;
                    c->last_progress = Clock::now();
                    if (c->close_after) {
-                       self.drop(c);
+                       // Lingering close: closing with unread bytes from the
+                       // client (an oversized request) would reset a TCP
+                       // connection and could destroy the answer in flight.
+                       // Shut our side and read to EOF (bounded by the idle
+                       // timeout) instead.
+                       ::shutdown(c->fd.get(), SHUT_WR);
+                       c->draining = true;
+                       c->in.clear();
+                       self.arm_read(c);
                    } else {
                        // Requests that arrived with the last one are answered
                        // before reading more.

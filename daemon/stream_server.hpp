@@ -10,7 +10,9 @@
 //   * at most `max_clients` connections; more are closed at once;
 //   * a client that has not completed a request (or has not read its reply)
 //     within `idle_timeout` since its last one is disconnected.
-// One reply is written at a time; reading resumes after it is sent.
+// One reply is written at a time; reading resumes after it is sent. A
+// connection to be closed after its reply is shut for writing, then read to
+// EOF (or the idle timeout) before it is closed.
 
 #include <chrono>
 #include <cstdint>

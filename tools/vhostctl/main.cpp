@@ -124,7 +124,10 @@ private:
 };
 
 std::string num(const json& j) {
-    if (j.is_number_unsigned() || j.is_number_integer()) {
+    if (j.is_number_unsigned()) {
+        return std::to_string(j.get<uint64_t>());
+    }
+    if (j.is_number_integer()) {
         return std::to_string(j.get<int64_t>());
     }
     if (j.is_null()) {
