@@ -129,7 +129,7 @@ std::string render_metrics(const Model& model) {
     static constexpr PmdMetric kPmdMetrics[] = {
         {"vhostd_pmd_busy_cycles_total", "counter", "TSC cycles in poll iterations that found work.",
          &PmdInfo::busy_cycles},
-        {"vhostd_pmd_idle_cycles_total", "counter", "TSC cycles in poll iterations that found none.",
+        {"vhostd_pmd_idle_cycles_total", "counter", "TSC cycles in poll iterations that found none, sleeps included.",
          &PmdInfo::idle_cycles},
         {"vhostd_pmd_busy_polls_total", "counter", "Poll iterations that found work.",
          &PmdInfo::busy_polls},
