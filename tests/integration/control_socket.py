@@ -214,11 +214,12 @@ def run(env):
           f"port a not listening again after testpmd quit: {port_a()}")
 
     # 6. log level.
-    run_vhostctl(env, ctl, "log", "level", "warn")
+    _rc, out, _err = run_vhostctl(env, ctl, "log", "level", "warn")
+    check(out.strip() == "log level set to warn", f"log level warn said {out!r}")
     mark = vhostd.proc.mark()
     run_vhostctl(env, ctl, "stats", "clear")
-    run_vhostctl(env, ctl, "log", "level", "info")
-    run_vhostctl(env, ctl, "stats", "clear")
+    check(vhostctl_json(env, ctl, "log", "level", "info") == {"level": "info"}, "log level --json")
+    check(vhostctl_json(env, ctl, "stats", "clear") == {}, "stats clear --json")
     vhostd.proc.expect(r"control: statistics cleared", 10, since=mark)
     check(vhostd.proc.output(mark).count("control: statistics cleared") == 1,
           "with log level warn, vhostd still logged an info line")
