@@ -24,7 +24,7 @@ import trafficlib
 from harness import check, log
 
 CYCLES = 100
-FRAMES_PER_RUN = 1000000
+FRAMES_PER_RUN = 300000
 
 
 def run(env):
