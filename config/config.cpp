@@ -19,7 +19,9 @@
 
 #include "config/config.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -174,9 +176,10 @@ const char* word_of(const std::array<Choice<E>, N>& choices, E value) {
 }
 
 // The keys each mapping may hold.
-constexpr std::array<std::string_view, 8> kTopKeys{
-    "dpdk", "dataplane", "switch", "xconnect", "ports", "control", "socket", "log",
+constexpr std::array<std::string_view, 9> kTopKeys{
+    "dpdk", "dataplane", "switch", "xconnect", "ports", "control", "socket", "log", "metrics",
 };
+constexpr std::array<std::string_view, 1> kMetricsKeys{"listen"};
 constexpr std::array<std::string_view, 1> kDpdkKeys{"eal_args"};
 constexpr std::array<std::string_view, 3> kDataplaneKeys{"pmd_cores", "burst", "idle"};
 constexpr std::array<std::string_view, 3> kIdleKeys{"mode", "poll_us", "max_sleep_us"};
@@ -237,8 +240,11 @@ public:
     explicit Loader(std::string source) : source_(std::move(source)) { config_.source = source_; }
 
     Result<Config> load(std::string_view text);
+    Result<PortConfig> load_port(std::string_view text);
 
 private:
+    [[nodiscard]] Error collected_errors();
+
     // --- error reporting -------------------------------------------------
     void fail(const YAML::Mark& mark, const std::string& field, const std::string& what);
     void fail(const Value& at, const std::string& field, const std::string& what) {
@@ -273,6 +279,7 @@ private:
     void parse_control(const Value& value);
     void parse_socket(const Value& value);
     void parse_log(const Value& value);
+    void parse_metrics(const Value& value);
 
     std::string source_;
     Config config_;
@@ -486,6 +493,9 @@ void Loader::parse_root(const Node& root) {
     }
     if (auto e = top->get("log")) {
         parse_log(e->value);
+    }
+    if (auto e = top->get("metrics")) {
+        parse_metrics(e->value);
     }
 
     // The control socket and a server port must not fight over one path.
@@ -883,6 +893,54 @@ void Loader::parse_log(const Value& value) {
     }
 }
 
+// "HOST:PORT" with HOST an IPv4 literal or a bracketed IPv6 literal. No name
+// lookup: the answer must not depend on the host (see config.hpp).
+void Loader::parse_metrics(const Value& value) {
+    auto map = read_map(value, "metrics", kMetricsKeys);
+    if (!map) {
+        return;
+    }
+    auto e = map->get("listen");
+    if (!e) {
+        return;
+    }
+    const std::string field = "metrics.listen";
+    auto text = read_string(e->value, field);
+    if (!text) {
+        return;
+    }
+    const std::string form = "expected HOST:PORT with an IP address, like 127.0.0.1:9464 or [::1]:9464";
+    const size_t colon = text->rfind(':');
+    if (colon == std::string::npos || colon + 1 == text->size()) {
+        fail_value(e->value, field, form);
+        return;
+    }
+    MetricsListen listen;
+    std::string host = text->substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+        listen.ipv6 = true;
+    }
+    unsigned char addr[sizeof(in6_addr)];
+    if (::inet_pton(listen.ipv6 ? AF_INET6 : AF_INET, host.c_str(), addr) != 1) {
+        fail_value(e->value, field,
+                   std::string(listen.ipv6 ? "not an IPv6 address" : "not an IPv4 address (IPv6 goes in brackets)") +
+                       "; " + form);
+        return;
+    }
+    const std::string port = text->substr(colon + 1);
+    uint32_t number = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
+    if (ec != std::errc() || end != port.data() + port.size() || number == 0 || number > 65535 ||
+        port[0] == '0') {
+        fail_value(e->value, field, "port must be 1..65535");
+        return;
+    }
+    listen.host = host;
+    listen.port = static_cast<uint16_t>(number);
+    config_.metrics = listen;
+}
+
 Result<Config> Loader::load(std::string_view text) {
     std::vector<Node> documents;
     try {
@@ -910,6 +968,24 @@ Result<Config> Loader::load(std::string_view text) {
     if (problems_.empty()) {
         return std::move(config_);
     }
+    return collected_errors();
+}
+
+Result<PortConfig> Loader::load_port(std::string_view text) {
+    Node document;
+    try {
+        document = YAML::Load(std::string(text));
+        parse_port(document, "port");
+    } catch (const YAML::Exception& e) {
+        fail(e.mark, "syntax error", shown(e.msg));
+    }
+    if (problems_.empty() && config_.ports.size() == 1) {
+        return std::move(config_.ports.front());
+    }
+    return collected_errors();
+}
+
+Error Loader::collected_errors() {
     std::stable_sort(problems_.begin(), problems_.end(), [](const Problem& a, const Problem& b) {
         return a.line != b.line ? a.line < b.line : a.column < b.column;
     });
@@ -943,6 +1019,10 @@ const PortConfig* Config::find_port(std::string_view name) const {
 
 Result<Config> load_string(std::string_view yaml_text, const std::string& source_name) {
     return Loader(source_name).load(yaml_text);
+}
+
+Result<PortConfig> load_port(std::string_view text, const std::string& source_name) {
+    return Loader(source_name).load_port(text);
 }
 
 Result<Config> load_file(const std::string& path) {

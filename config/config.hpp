@@ -43,7 +43,7 @@ inline constexpr std::size_t kMaxFileSize = 1024 * 1024;
 // What a PMD thread does when it has found no work for `poll_us`.
 enum class IdleMode {
     Poll,      // never sleep: lowest latency, one core at 100%
-    Adaptive,  // re-enable notifications and futex-wait (DESIGN.md, "Idle cores")
+    Adaptive,  // re-enable notifications and wait for a kick (dataplane/idle.hpp)
 };
 
 enum class SwitchMode {
@@ -88,6 +88,13 @@ struct SocketPerms {
     std::vector<uint32_t> allowed_uids;  // empty: no peer-uid check
 };
 
+// `metrics.listen`: where the Prometheus endpoint listens (TCP).
+struct MetricsListen {
+    std::string host;   // an IPv4 or IPv6 address literal (without brackets)
+    uint16_t port = 0;  // 1..65535
+    bool ipv6 = false;
+};
+
 struct Config {
     std::string source;  // file path, or the name given to load_string
 
@@ -105,6 +112,7 @@ struct Config {
     std::vector<PortConfig> ports;  // in file order, never empty
 
     std::string control_socket = "/run/vhostd/control.sock";
+    std::optional<MetricsListen> metrics;  // absent: no metrics endpoint
     SocketPerms socket;
     std::string log_level = "info";
 
@@ -119,6 +127,13 @@ struct Config {
 // Validates YAML text; `source_name` stands in for the file name in errors
 // and in Config::source.
 [[nodiscard]] Result<Config> load_string(std::string_view yaml_text, const std::string& source_name);
+
+// One `ports:` entry on its own (vhostctl port add): `text` is a YAML
+// mapping, or JSON (a subset of YAML), checked by the same code and rules as
+// a port in a file. Errors read `SOURCE:LINE:COLUMN: port.FIELD: ...`. Rules
+// between ports (unique name, path) are for the caller to check against the
+// ports that run.
+[[nodiscard]] Result<PortConfig> load_port(std::string_view text, const std::string& source_name);
 
 // The spelling used in the YAML file ("adaptive", "xconnect", "vhost-user", ...).
 [[nodiscard]] const char* to_string(IdleMode mode);

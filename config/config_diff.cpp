@@ -57,6 +57,14 @@ ConfigDiff diff(const Config& running, const Config& next) {
     restart("switch.mac_aging_s", std::to_string(running.mac_aging_s),
             std::to_string(next.mac_aging_s));
     restart("control.socket", running.control_socket, next.control_socket);
+    auto listen = [](const std::optional<MetricsListen>& m) {
+        if (!m) {
+            return std::string("(off)");
+        }
+        return m->ipv6 ? fmt::format("[{}]:{}", m->host, m->port)
+                       : fmt::format("{}:{}", m->host, m->port);
+    };
+    restart("metrics.listen", listen(running.metrics), listen(next.metrics));
     restart("socket.mode", fmt::format("{:04o}", running.socket.mode),
             fmt::format("{:04o}", next.socket.mode));
     restart("socket.group", show(running.socket.group), show(next.socket.group));

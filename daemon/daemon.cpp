@@ -70,6 +70,9 @@ Status Daemon::start() {
     }
     sync_running();
     arm_health_timer();
+    if (auto s = start_control(); !s) {
+        return s;
+    }
     spdlog::info("vhostd {} running: {} port(s), switch mode {}, {} PMD(s)", VHOSTD_VERSION,
                  cfg_.ports.size(), config::to_string(cfg_.switch_mode), cfg_.pmd_cores.size());
     // Every port is listening, connecting or (DPDK) up: ready.
@@ -160,6 +163,7 @@ void Daemon::shutdown() {
         stopping_ = true;
         notify("STOPPING=1");
     }
+    stop_control();
     for (auto& endpoint : endpoints_) {
         endpoint->shutdown();
     }

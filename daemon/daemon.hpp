@@ -12,6 +12,9 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "daemon/control_server.hpp"
+#include "daemon/introspection.hpp"
+#include "daemon/metrics_server.hpp"
 #include "daemon/event_loop.hpp"
 #include "daemon/sd_notify.hpp"
 #include "daemon/vhost_endpoint.hpp"
@@ -80,6 +83,10 @@ private:
     [[nodiscard]] std::string status_line() const;
     void notify_status();
     void notify(const std::string& state);
+    // The control socket and the metrics endpoint (daemon_control.cpp).
+    Status start_control();
+    [[nodiscard]] ControlActions control_actions();
+    void stop_control();
 
     config::Config cfg_;
     bool log_level_pinned_ = false;
@@ -92,6 +99,9 @@ private:
     std::vector<std::shared_ptr<VhostEndpoint>> endpoints_;
     UniqueFd signal_fd_;
     signalfd_siginfo siginfo_{};
+    std::unique_ptr<Introspector> introspector_;
+    std::unique_ptr<ControlServer> control_;
+    std::unique_ptr<MetricsServer> metrics_;
 };
 
 } // namespace vhostd::daemon

@@ -67,6 +67,13 @@ EventLoop::Token EventLoop::read(int fd, void* buf, size_t len, Callback cb) {
     return reinterpret_cast<Token>(p);
 }
 
+void EventLoop::send(int fd, const void* buf, size_t len, Callback cb) {
+    Pending* p = track(std::move(cb));
+    io_uring_sqe* s = sqe();
+    io_uring_prep_send(s, fd, buf, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data(s, p);
+}
+
 void EventLoop::cancel(Token token) {
     if (pending_.count(reinterpret_cast<Pending*>(token)) == 0) {
         return; // already completed

@@ -34,6 +34,8 @@ public:
     void accept(int fd, Callback cb);
     void recvmsg(int fd, msghdr* msg, Callback cb);
     Token read(int fd, void* buf, size_t len, Callback cb);
+    // send(2) on a socket (MSG_NOSIGNAL); the result may be a short count.
+    void send(int fd, const void* buf, size_t len, Callback cb);
     // Asks the kernel to cancel an operation; its callback still runs (with
     // -ECANCELED, or its real result if it completed first).
     void cancel(Token token);

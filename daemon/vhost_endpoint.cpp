@@ -75,6 +75,24 @@ Status VhostEndpoint::start() {
     return Ok{};
 }
 
+VhostEndpoint::State VhostEndpoint::state() const noexcept {
+    State st{};
+    st.connections = connections_;
+    if (connection_) {
+        st.state = "connected";
+        if (const auto& session = connection_->session) {
+            st.features = session->features();
+            st.protocol_features = session->protocol_features();
+            st.mtu = session->mtu();
+        }
+    } else if (shutting_down_) {
+        st.state = "stopped";
+    } else {
+        st.state = mode_ == config::SocketMode::Server ? "listening" : "connecting";
+    }
+    return st;
+}
+
 void VhostEndpoint::shutdown(const char* why) {
     shutting_down_ = true;
     if (connection_) {

@@ -34,6 +34,19 @@ public:
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
     [[nodiscard]] bool connected() const noexcept { return connection_ != nullptr; }
 
+    // What the control socket and metrics show about the connection.
+    struct State {
+        const char* state;               // "connected", "listening", "connecting", "stopped"
+        uint64_t features = 0;           // negotiated (SET_FEATURES); 0 while not connected
+        uint64_t protocol_features = 0;  // negotiated (SET_PROTOCOL_FEATURES)
+        std::optional<uint32_t> mtu;     // NET_SET_MTU from the front-end
+        uint64_t connections = 0;        // front-ends accepted/connected so far
+    };
+    [[nodiscard]] State state() const noexcept;
+    [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    [[nodiscard]] config::SocketMode mode() const noexcept { return mode_; }
+    [[nodiscard]] uint32_t socket_perms() const noexcept { return perms_.mode; }
+
 private:
     struct Connection;
 

@@ -336,6 +336,21 @@ void Dataplane::publish() {
 
 size_t Dataplane::kicks_registered() const noexcept { return kicks_->registered(); }
 
+std::vector<Dataplane::PortView> Dataplane::port_views() const {
+    std::vector<PortView> out;
+    out.reserve(ports_.size());
+    for (size_t i = 0; i < ports_.size(); ++i) {
+        if (!ports_[i]) {
+            continue;  // a free id
+        }
+        const PortRecord& rec = *ports_[i];
+        out.push_back(PortView{static_cast<PortId>(i), &rec.name, rec.kind, rec.vhost.get(),
+                               rec.dpdk.get(), rec.dpdk_slots.get(), rec.dpdk_queues,
+                               rec.vhost ? &std::as_const(*rec.vhost).health() : &rec.dpdk_health});
+    }
+    return out;
+}
+
 std::vector<size_t> Dataplane::stalled_pmds() {
     std::vector<size_t> stalled;
     const bool first = last_heartbeat_.size() != pmd_count_;

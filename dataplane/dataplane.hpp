@@ -82,8 +82,6 @@ public:
     void publish();
     // Wake PMD `i` if it sleeps.
     bool wake(size_t i) noexcept { return i < pmd_count_ && wake_pmd(controls_[i]); }
-    // The snapshot the PMDs see now (control thread; valid until the next publish).
-    [[nodiscard]] const Snapshot& current_snapshot() const noexcept { return *owned_; }
     // Kick eventfds registered with sleeping PMDs' epoll sets.
     [[nodiscard]] size_t kicks_registered() const noexcept;
     [[nodiscard]] size_t pmd_count() const noexcept { return pmd_count_; }
@@ -98,6 +96,22 @@ public:
     // The running configuration: what create() got, with `ports` and
     // `xconnect` kept current by add_port / remove_port / set_xconnect.
     [[nodiscard]] const config::Config& config() const noexcept { return cfg_; }
+
+    // Read-only views for the control socket and metrics (control thread only).
+    struct PortView {
+        PortId id;
+        const std::string* name;
+        PortKind kind;
+        const VhostUserPort* vhost;   // vhost-user ports
+        const DpdkPort* dpdk;         // DPDK ports
+        const RingSlot* dpdk_slots;   // DPDK ports: dpdk_queues of them
+        uint16_t dpdk_queues;
+        const PortHealth* health;
+    };
+    [[nodiscard]] std::vector<PortView> port_views() const;
+    // The snapshot the PMDs currently poll (receive-source assignment).
+    [[nodiscard]] const Snapshot* current_snapshot() const noexcept { return owned_.get(); }
+    [[nodiscard]] std::vector<L2Table::Entry> fdb() const { return l2_.entries(L2Table::now_s()); }
 
 private:
     struct PortRecord {

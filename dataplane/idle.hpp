@@ -54,6 +54,10 @@ struct alignas(64) PmdControl {
     Counter backouts;       // work raced in between "sleeping" and the wait
     Counter busy_polls;     // loop iterations that found work
     Counter idle_polls;     // loop iterations that found none
+    // TSC cycles spent in loop iterations that found work / found none (a
+    // sleep counts as idle). Written by the PMD thread only.
+    Counter busy_cycles;
+    Counter idle_cycles;
 
     // Creates the epoll set and the wake eventfd (in it). Before any sleep.
     [[nodiscard]] Status open();

@@ -32,6 +32,7 @@ public:
     // Control thread only: what the next snapshot should contain.
     [[nodiscard]] std::shared_ptr<const VhostRings> rings() const noexcept { return rings_; }
     [[nodiscard]] PortHealth& health() noexcept { return health_; }
+    [[nodiscard]] const PortHealth& health() const noexcept { return health_; }
     [[nodiscard]] const RingSlot& slot(uint32_t vring) const noexcept { return *slots_[vring]; }
     [[nodiscard]] RingSlot& slot(uint32_t vring) noexcept { return *slots_[vring]; }
     [[nodiscard]] uint32_t vrings() const noexcept { return static_cast<uint32_t>(slots_.size()); }

@@ -3,16 +3,16 @@
 
 vhostd reflects p0 to itself (`xconnect [p0, p0]`) with `dataplane.idle.mode:
 adaptive`. tools/vhost-ping sends one frame at a time with an idle gap of
-10 ms before each: far longer than poll_us (200), so the PMD is asleep on its
-futex every time a frame arrives, and the frame can only get through if the
+10 ms before each: far longer than poll_us (200), so the PMD is asleep every
+time a frame arrives, and the frame can only get through if the
 PMD is woken.
 
 1. Default settings (poll_us 200, max_sleep_us 1000): every frame comes back;
    vhostd's statistics show sleeps and kick wake-ups ("woken"), at least one
-   per two frames: the kick path carries the wake-ups, not the 1 ms timeout.
-2. max_sleep_us 10 s: the timeout can no longer rescue a frame. Every frame
-   must still come back within 500 ms, so each one was delivered by a kick
-   wake-up (io_uring read on the kick eventfd -> FUTEX_WAKE).
+   per two frames. The ring can kick, so the PMD sleeps with no timeout.
+2. max_sleep_us 10 s: the same, and every frame must still come back within
+   500 ms, so each one was delivered by a kick wake-up (the guest's write to
+   the kick eventfd ends the PMD's epoll wait).
 
 In both, vhostd counts every frame once each way with no drops and exits 0 on
 SIGTERM.

@@ -54,6 +54,11 @@ def run(env):
     check(os.access(staged(binary), os.X_OK), f"{binary} is not executable")
     log(f"installed: {binary}, {config}, {unit}")
 
+    vhostctl = os.path.join(bindir, "vhostctl")
+    check(os.access(staged(vhostctl), os.X_OK), f"meson install did not install {vhostctl}")
+    rc, out = sh([staged(vhostctl), "--help"])
+    check(rc == 0 and "show" in out, f"installed vhostctl --help: {rc} {out[:300]!r}")
+
     rc, out = sh([staged(binary), "--version"])
     check(rc == 0 and out.startswith("vhostd "), f"installed vhostd --version: {rc} {out!r}")
     rc, out = sh([staged(binary), "--check-config", staged(config)])

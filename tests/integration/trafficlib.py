@@ -73,7 +73,7 @@ class Vhostd:
     """
 
     def __init__(self, env, *, ports_yaml, sockets, switch="xconnect", xconnect=None,
-                 name="vhostd", pmd_cores=(1,), idle="adaptive", env_vars=None):
+                 name="vhostd", pmd_cores=(1,), idle="adaptive", env_vars=None, extra_yaml=()):
         self.env = env
         self.name = name
         self.sockets = list(sockets)
@@ -90,8 +90,10 @@ class Vhostd:
             lines.append(f"xconnect: [ {pairs} ]")
         lines.append("ports:")
         lines.extend(f"  - {item}" for item in ports_yaml)
-        lines.append(f"control: {{ socket: {env.path(name + '-ctl.sock')} }}")
+        self.control_socket = env.path(name + '-ctl.sock')
+        lines.append(f"control: {{ socket: {self.control_socket} }}")
         lines.append("log: { level: debug }")
+        lines.extend(extra_yaml)  # further top-level keys, e.g. metrics
         self.config_path = env.write(env.path(f"{name}.yaml"), "\n".join(lines) + "\n")
         self.proc = harness.Process(name, [env.require_vhostd(), "--config", self.config_path,
                                            "--log-level", "debug"],

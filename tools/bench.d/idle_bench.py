@@ -49,7 +49,7 @@ END = "<!-- tools/bench idle results: end -->"
 
 DESCRIPTION = """\
 vhostd's idle modes side by side: `dataplane.idle.mode: adaptive` (poll_us
-200, max_sleep_us 1000: the PMD sleeps on a futex and a guest kick wakes it)
+200, max_sleep_us 1000: the PMD sleeps until a guest kick wakes it)
 against `poll` (the PMD busy-polls forever). vhostd reflects one port to
 itself (xconnect [p0, p0]), its PMD pinned to CPU 1; the peers run on CPU 0.
 

@@ -379,7 +379,7 @@ TEST(ConfigDocument, NonScalarKey) {
 }
 
 TEST(ConfigDocument, EverySectionMustBeAMapping) {
-    for (const char* section : {"dpdk", "dataplane", "switch", "control", "socket", "log"}) {
+    for (const char* section : {"dpdk", "dataplane", "switch", "control", "socket", "log", "metrics"}) {
         SCOPED_TRACE(section);
         std::string key = section;
         EXPECT_TRUE(rejected(with_ports(key + ": [1]\n"), "t.yaml:1:" + std::to_string(key.size() + 3) + ": " + key + ": ",
@@ -780,6 +780,88 @@ TEST(ConfigControl, Socket) {
                          "t.yaml:1:20: control.socket: ", "is 108 bytes"));
     EXPECT_TRUE(rejected(with_ports("control: { sock: /a }\n"), "t.yaml:1:12: control.sock: ",
                          "did you mean 'socket'?"));
+}
+
+// ---------------------------------------------------------------------------
+// one port on its own (vhostctl port add)
+
+TEST(ConfigPortAlone, AcceptsJsonAndYaml) {
+    auto r = load_port(R"({"name":"vm3","type":"vhost-user","path":"/run/vhostd/vm3.sock","queues":2,"mtu":9000})",
+                       "port add");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->name, "vm3");
+    EXPECT_EQ(r->path, "/run/vhostd/vm3.sock");
+    EXPECT_EQ(r->queues, 2u);
+    EXPECT_EQ(r->mtu, 9000u);
+    EXPECT_EQ(r->mode, SocketMode::Server);
+    r = load_port("{ name: up1, type: dpdk, devargs: \"net_null0\" }", "port add");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->type, PortType::Dpdk);
+    EXPECT_EQ(r->devargs, "net_null0");
+}
+
+TEST(ConfigPortAlone, SameRulesAsInAFile) {
+    auto r = load_port(R"({"name":"vm/3","type":"vhost-user","path":"rel.sock","queues":99})", "port add");
+    ASSERT_FALSE(r.ok());
+    const auto lines = lines_of(r.error().message);
+    ASSERT_EQ(lines.size(), 3u) << r.error().message;
+    EXPECT_EQ(lines[0], "port add:1:9: port.name: may contain only A-Z a-z 0-9 _ . - (vm/3)");
+    EXPECT_EQ(lines[1].rfind("port add:1:43: port.path: must be an absolute path", 0), 0u) << lines[1];
+    EXPECT_EQ(lines[2].rfind("port add:1:63: port.queues: out of range, must be 1..16", 0), 0u) << lines[2];
+    auto bad = [](std::string_view text, std::string_view want) {
+        auto res = load_port(text, "port add");
+        return !res.ok() && res.error().message.find(want) != std::string::npos;
+    };
+    EXPECT_TRUE(bad(R"({"name":"a","type":"vhost-user","path":"/a.sock","queues":"2"})",
+                    "port.queues: expected an integer, got a quoted string"));
+    EXPECT_TRUE(bad(R"({"name":"a","type":"dpdk","devargs":"x","mtu":1500})",
+                    "port.mtu: not allowed on a dpdk port"));
+    EXPECT_TRUE(bad(R"({"name":"a","type":"vhost-user"})", "port.path: missing required key"));
+    EXPECT_TRUE(bad(R"({"name":"a","type":"tap"})", "port.type: must be one of"));
+    EXPECT_TRUE(bad(R"({"name":"a","type":"vhost-user","path":"/a","colour":1})", "port.colour: unknown key"));
+    EXPECT_TRUE(bad("[1]", "port: expected a mapping"));
+    EXPECT_TRUE(bad("{", "syntax error"));
+}
+
+// ---------------------------------------------------------------------------
+// metrics
+
+TEST(ConfigMetrics, AbsentMeansOff) {
+    auto r = load(kPorts);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_FALSE(r->metrics.has_value());
+}
+
+TEST(ConfigMetrics, ListenIPv4AndIPv6) {
+    auto r = load(with_ports("metrics: { listen: \"127.0.0.1:9464\" }\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    ASSERT_TRUE(r->metrics.has_value());
+    EXPECT_EQ(r->metrics->host, "127.0.0.1");
+    EXPECT_EQ(r->metrics->port, 9464);
+    EXPECT_FALSE(r->metrics->ipv6);
+    r = load(with_ports("metrics:\n  listen: \"[::1]:65535\"\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->metrics->host, "::1");
+    EXPECT_EQ(r->metrics->port, 65535);
+    EXPECT_TRUE(r->metrics->ipv6);
+    EXPECT_TRUE(accepted(with_ports("metrics: { listen: 0.0.0.0:1 }\n")));
+}
+
+TEST(ConfigMetrics, ListenRejected) {
+    const std::string at = "t.yaml:1:20: metrics.listen: ";
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: localhost:9464 }\n"), at,
+                         "not an IPv4 address (IPv6 goes in brackets)"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: \"::1:9464\" }\n"), at, "not an IPv4 address"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: \"[1.2.3.4]:9464\" }\n"), at, "not an IPv6 address"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: 127.0.0.1 }\n"), at, "expected HOST:PORT"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: \"127.0.0.1:\" }\n"), at, "expected HOST:PORT"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: 127.0.0.1:0 }\n"), at, "port must be 1..65535"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: 127.0.0.1:65536 }\n"), at, "port must be 1..65535"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: 127.0.0.1:09464 }\n"), at, "port must be 1..65535"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: 127.0.0.1:94x }\n"), at, "port must be 1..65535"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listen: [a] }\n"), at, "expected a string, got a list"));
+    EXPECT_TRUE(rejected(with_ports("metrics: { listn: x }\n"), "t.yaml:1:12: metrics.listn: ",
+                         "did you mean 'listen'?"));
 }
 
 TEST(ConfigControl, MustNotShareAPathWithAPort) {

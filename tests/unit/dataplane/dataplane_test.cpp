@@ -768,7 +768,7 @@ std::map<PortId, size_t> pmd_of_sources(const Snapshot& snap) {
 TEST(DataplanePorts, SourcesKeepTheirPmdWhenOtherPortsComeAndGo) {
     auto dp = make_dataplane(config::SwitchMode::L2, {"a", "b", "c"}, {}, {0, 1});
     ASSERT_NE(dp, nullptr);
-    auto pmds = [&] { return pmd_of_sources(dp->current_snapshot()); };
+    auto pmds = [&] { return pmd_of_sources(*dp->current_snapshot()); };
     Vm va;
     Vm vb;
     Vm vc;
@@ -987,7 +987,7 @@ TEST(DataplanePorts, SleepingPmdsAreNotStalled) {
     const uint64_t beat = dp->pmd_control(0).heartbeat.load();
     std::this_thread::sleep_for(20ms);
     EXPECT_EQ(dp->pmd_control(0).heartbeat.load(), beat) << "still asleep";
-    EXPECT_TRUE(dp->stalled_pmds().empty()) << "asleep on its futex: legitimately idle";
+    EXPECT_TRUE(dp->stalled_pmds().empty()) << "asleep: legitimately idle";
     dp->stop();
 }
 
