@@ -74,6 +74,9 @@ int main(int argc, char** argv) {
     }
 
     Daemon daemon(std::move(cfg).value());
+    if (!opt.log_level.empty()) {
+        daemon.pin_log_level();  // a reload (SIGHUP) keeps the command line's level
+    }
     if (auto s = daemon.start(); !s) {
         spdlog::critical("{}", s.error().message);
         return 1;

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -24,11 +25,14 @@ constexpr std::chrono::milliseconds kBackoffMax = 2000ms;
 struct VhostEndpoint::Connection {
     Connection(UniqueFd socket, protocol::SessionLimits limits, protocol::VhostDevice& device,
                uint64_t id)
-        : fd(std::move(socket)), session(limits, device), id(id) {}
+        : fd(std::move(socket)), session(std::in_place, limits, device), id(id) {}
 
     UniqueFd fd;
     protocol::MessageReader reader;
-    protocol::Session session;
+    // Destroyed when the connection closes, not when the last io_uring
+    // callback lets go of the connection: the session calls into the port's
+    // device, which may be gone by then (a port removed at runtime).
+    std::optional<protocol::Session> session;
     uint64_t id;
     uint64_t messages = 0;
     bool closed = false;
@@ -71,11 +75,17 @@ Status VhostEndpoint::start() {
     return Ok{};
 }
 
-void VhostEndpoint::shutdown() {
+void VhostEndpoint::shutdown(const char* why) {
     shutting_down_ = true;
     if (connection_) {
         auto conn = connection_;
-        close_connection(conn, "daemon shutting down");
+        close_connection(conn, why);
+    }
+    if (listen_fd_) {
+        // Completes the accept still in flight on the io_uring (with
+        // EINVAL), so that it lets go of the listening socket; closing the
+        // fd alone would leave the socket alive in the pending request.
+        ::shutdown(listen_fd_.get(), SHUT_RDWR);
     }
     listen_fd_.reset();
     if (created_socket_file_) {
@@ -231,7 +241,7 @@ void VhostEndpoint::on_recv(const std::shared_ptr<Connection>& conn, int result)
     const auto request = msg.request;
     ++conn->messages;
     spdlog::debug("port {}: {}", name_, protocol::request_name(request));
-    auto outcome = conn->session.handle(std::move(msg));
+    auto outcome = conn->session->handle(std::move(msg));
     if (!outcome.reply.empty()) {
         if (auto sent = protocol::send_all(conn->fd.get(), outcome.reply); !sent) {
             close_connection(conn, fmt::format("sending the {} reply: {}",
@@ -260,7 +270,7 @@ void VhostEndpoint::close_connection(const std::shared_ptr<Connection>& conn,
     // Stops every ring (waiting for the data path), closes every fd and drops
     // the memory table. A recvmsg may still be in flight: shutdown() makes it
     // complete, and its callback sees `closed` and lets go of the buffers.
-    conn->session.reset();
+    conn->session.reset();  // ~Session resets the device: rings stopped, fds closed
     ::shutdown(conn->fd.get(), SHUT_RDWR);
     if (connection_ == conn) {
         connection_.reset();

@@ -27,8 +27,9 @@ public:
     // Server: create the socket and start accepting. Client: start connecting.
     Status start();
     // Closes the connection (stopping every ring) and the listening socket,
-    // and removes the socket file this endpoint created.
-    void shutdown();
+    // and removes the socket file this endpoint created. `why` is logged
+    // with the connection's end.
+    void shutdown(const char* why = "daemon shutting down");
 
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
     [[nodiscard]] bool connected() const noexcept { return connection_ != nullptr; }

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <rte_eal.h>
@@ -19,6 +20,8 @@
 namespace vhostd::dataplane {
 
 namespace {
+// PortId is 16 bits and the L2 table stores id + 1.
+constexpr size_t kMaxPorts = 0xfffe;
 // Enough for a switch with a few thousand MACs behind it; the table never grows.
 constexpr size_t kL2Capacity = 16384;
 // EAL arguments: the configured ones, plus what a daemon that runs its own
@@ -73,7 +76,15 @@ Dataplane::~Dataplane() {
 }
 
 Result<std::unique_ptr<Dataplane>> Dataplane::create(const config::Config& cfg) {
-    std::unique_ptr<Dataplane> dp(new Dataplane(cfg));
+    config::Config running = cfg;
+    running.ports.clear();  // add_port puts each back once it is open
+    std::unique_ptr<Dataplane> dp(new Dataplane(std::move(running)));
+    for (size_t i = 0; i < dp->pmd_count_; ++i) {
+        if (auto s = dp->controls_[i].open(); !s) {
+            return s.error();
+        }
+    }
+    dp->kicks_ = std::make_unique<KickRegistry>(dp->controls_.get(), dp->pmd_count_);
     bool need_dpdk = false;
     for (const auto& port : cfg.ports) {
         need_dpdk |= port.type == config::PortType::Dpdk;
@@ -89,43 +100,142 @@ Result<std::unique_ptr<Dataplane>> Dataplane::create(const config::Config& cfg) 
             dp->eal_runtime_dir_ = rte_eal_get_runtime_dir();
         }
     }
-    if (cfg.ports.size() > 0xfffe) {
-        return make_error("too many ports");
-    }
     for (const auto& port : cfg.ports) {
-        const auto id = static_cast<PortId>(dp->ports_.size());
-        auto rec = std::make_unique<PortRecord>();
-        rec->name = port.name;
-        if (port.type == config::PortType::VhostUser) {
-            rec->kind = PortKind::VhostUser;
-            rec->vhost = std::make_unique<VhostUserPort>(*dp, id, port.name, port.queues);
-        } else {
-            rec->kind = PortKind::Dpdk;
-            const auto queues = static_cast<uint16_t>(cfg.pmd_cores.size());
-            auto opened = DpdkPort::open(*dp->dpdk_env_, port.name, port.devargs, queues);
-            if (!opened) {
-                return make_error(fmt::format("{}:{}: port {}: {}", cfg.source, port.line,
-                                              port.name, opened.error().message));
-            }
-            rec->dpdk = std::move(opened).value();
-            rec->dpdk_queues = std::max(rec->dpdk->rx_queues(), rec->dpdk->tx_queues());
-            rec->dpdk_slots = std::make_unique<RingSlot[]>(rec->dpdk_queues);
-            spdlog::info("port {}: DPDK device {} up, {} queue(s)", port.name, port.devargs,
-                         rec->dpdk->rx_queues());
+        auto added = dp->add_port(port);
+        if (!added) {
+            return make_error(fmt::format("{}:{}: {}", cfg.source, port.line, added.error().message));
         }
-        dp->ports_.push_back(std::move(rec));
     }
-    dp->publish();
+    if (cfg.ports.empty()) {
+        dp->publish();
+    }
     return dp;
 }
 
-VhostUserPort* Dataplane::vhost_port(const std::string& name) noexcept {
-    for (auto& rec : ports_) {
-        if (rec->name == name && rec->vhost) {
-            return rec->vhost.get();
+Dataplane::PortRecord* Dataplane::find(const std::string& name) const noexcept {
+    for (const auto& rec : ports_) {
+        if (rec && rec->name == name) {
+            return rec.get();
         }
     }
     return nullptr;
+}
+
+size_t Dataplane::port_count() const noexcept {
+    return static_cast<size_t>(
+        std::count_if(ports_.begin(), ports_.end(), [](const auto& rec) { return rec != nullptr; }));
+}
+
+std::optional<PortId> Dataplane::port_id(const std::string& name) const noexcept {
+    for (size_t i = 0; i < ports_.size(); ++i) {
+        if (ports_[i] && ports_[i]->name == name) {
+            return static_cast<PortId>(i);
+        }
+    }
+    return std::nullopt;
+}
+
+Result<std::unique_ptr<Dataplane::PortRecord>> Dataplane::open_port(const config::PortConfig& port,
+                                                                    PortId id) {
+    auto rec = std::make_unique<PortRecord>();
+    rec->name = port.name;
+    if (port.type == config::PortType::VhostUser) {
+        rec->kind = PortKind::VhostUser;
+        rec->vhost = std::make_unique<VhostUserPort>(*this, id, port.name, port.queues);
+        return rec;
+    }
+    if (!dpdk_env_) {
+        return make_error(fmt::format(
+            "port {}: a DPDK port needs DPDK's EAL, which vhostd starts only when the "
+            "configuration it starts with has a port of type dpdk; restart vhostd to add one",
+            port.name));
+    }
+    rec->kind = PortKind::Dpdk;
+    const auto queues = static_cast<uint16_t>(cfg_.pmd_cores.size());
+    auto opened = DpdkPort::open(*dpdk_env_, port.name, port.devargs, queues);
+    if (!opened) {
+        return make_error(fmt::format("port {}: {}", port.name, opened.error().message));
+    }
+    rec->dpdk = std::move(opened).value();
+    rec->dpdk_queues = std::max(rec->dpdk->rx_queues(), rec->dpdk->tx_queues());
+    rec->dpdk_slots = std::make_unique<RingSlot[]>(rec->dpdk_queues);
+    spdlog::info("port {}: DPDK device {} up, {} queue(s)", port.name, port.devargs,
+                 rec->dpdk->rx_queues());
+    return rec;
+}
+
+Result<PortId> Dataplane::add_port(const config::PortConfig& port) {
+    if (find(port.name) != nullptr) {
+        return make_error(fmt::format("port {}: a port with this name already exists", port.name));
+    }
+    for (const auto& other : cfg_.ports) {
+        if (port.type == config::PortType::VhostUser && other.type == config::PortType::VhostUser &&
+            other.path == port.path) {
+            return make_error(fmt::format("port {}: socket path {} is already used by port {}",
+                                          port.name, port.path, other.name));
+        }
+        if (port.type == config::PortType::Dpdk && other.type == config::PortType::Dpdk &&
+            other.devargs == port.devargs) {
+            return make_error(fmt::format("port {}: DPDK device {} is already used by port {}",
+                                          port.name, port.devargs, other.name));
+        }
+    }
+    // The lowest free id: remove_port frees an id only once no snapshot and
+    // no L2 entry refers to it any more.
+    size_t slot = 0;
+    while (slot < ports_.size() && ports_[slot] != nullptr) {
+        ++slot;
+    }
+    if (slot >= kMaxPorts) {
+        return make_error(fmt::format("port {}: too many ports (at most {})", port.name, kMaxPorts));
+    }
+    const auto id = static_cast<PortId>(slot);
+    auto rec = open_port(port, id);
+    if (!rec) {
+        return std::move(rec).error();
+    }
+    if (slot == ports_.size()) {
+        ports_.push_back(std::move(rec).value());
+    } else {
+        ports_[slot] = std::move(rec).value();
+    }
+    cfg_.ports.push_back(port);
+    publish();
+    spdlog::debug("port {}: added as port id {}", port.name, id);
+    return id;
+}
+
+Status Dataplane::remove_port(const std::string& name) {
+    const auto id = port_id(name);
+    if (!id) {
+        return make_error(fmt::format("port {}: no such port", name));
+    }
+    // 1. Out of the port table, then out of the snapshot: publish() returns
+    //    only when every PMD has passed a quiescent point, so from then on
+    //    no PMD holds a pointer into the port (rings, slots, health, device).
+    std::unique_ptr<PortRecord> rec = std::move(ports_[*id]);
+    while (!ports_.empty() && ports_.back() == nullptr) {
+        ports_.pop_back();
+    }
+    std::erase_if(cfg_.ports, [&](const config::PortConfig& p) { return p.name == name; });
+    publish();
+    // 2. No PMD can learn the id any more (the port is no source): forget
+    //    its MACs, so that the id is clean when a new port takes it.
+    l2_.flush_port(*id);
+    // 3. Close it (a DPDK device is stopped, closed and removed).
+    rec.reset();
+    spdlog::debug("port {}: removed (port id {} is free)", name, *id);
+    return Ok{};
+}
+
+void Dataplane::set_xconnect(std::vector<std::pair<std::string, std::string>> pairs) {
+    cfg_.xconnect = std::move(pairs);
+    publish();
+}
+
+VhostUserPort* Dataplane::vhost_port(const std::string& name) noexcept {
+    PortRecord* rec = find(name);
+    return rec != nullptr ? rec->vhost.get() : nullptr;
 }
 
 void Dataplane::publish() {
@@ -135,64 +245,78 @@ void Dataplane::publish() {
     snap->burst = std::min<uint32_t>(cfg_.burst, kMaxBurst);
     snap->shared_delivery = cfg_.pmd_cores.size() > 1;
     snap->idle = cfg_.idle;
-    snap->sources.resize(cfg_.pmd_cores.size());
+    snap->sources.resize(pmd_count_);
     snap->ports.resize(ports_.size());
 
-    // Receive sources are dealt round-robin over the PMDs, in port order.
-    size_t next_pmd = 0;
-    auto assign = [&](Source s) {
-        snap->sources[next_pmd].push_back(s);
-        next_pmd = (next_pmd + 1) % snap->sources.size();
-    };
+    // Every receive source that exists now, in port order.
+    std::vector<std::pair<SourceKey, Source>> sources;
     for (size_t i = 0; i < ports_.size(); ++i) {
-        PortRecord& rec = *ports_[i];
         PortEntry& e = snap->ports[i];
         e.id = static_cast<PortId>(i);
+        if (!ports_[i]) {
+            continue; // a free id: nothing there, never reachable
+        }
+        PortRecord& rec = *ports_[i];
         e.kind = rec.kind;
         if (rec.kind == PortKind::VhostUser) {
             e.health = &rec.vhost->health();
             if (auto rings = rec.vhost->rings()) {
                 e.vhost = rings.get();
                 snap->hold.push_back(rings);
+                for (const auto& r : e.vhost->tx) {
+                    sources.push_back({{e.id, r.index}, Source{e.id, &r, 0}});
+                }
             }
         } else {
             e.health = &rec.dpdk_health;
             e.dpdk = rec.dpdk.get();
             e.dpdk_slots = rec.dpdk_slots.get();
             e.dpdk_queues = std::min(rec.dpdk->rx_queues(), rec.dpdk->tx_queues());
-        }
-    }
-    for (size_t i = 0; i < ports_.size(); ++i) {
-        PortRecord& rec = *ports_[i];
-        PortEntry& e = snap->ports[i];
-        if (e.vhost != nullptr) {
-            for (const auto& r : e.vhost->tx) {
-                assign(Source{e.id, &r, 0});
-            }
-        } else if (rec.kind == PortKind::Dpdk) {
             for (uint16_t q = 0; q < rec.dpdk->rx_queues(); ++q) {
-                assign(Source{e.id, nullptr, q});
+                sources.push_back({{e.id, kDpdkQueue + q}, Source{e.id, nullptr, q}});
             }
         }
     }
+    // A source keeps its PMD for as long as it exists: moving it while the
+    // old snapshot is still visible would let two PMDs poll one ring. A new
+    // source goes to the PMD with the fewest sources (ties: the lowest
+    // index, so that in a fresh data plane sources are dealt round-robin).
+    // A source that disappears loses its PMD; if it comes back it is new,
+    // and this publish's grace period has passed by then.
+    std::map<SourceKey, size_t> assigned;
+    std::vector<size_t> load(pmd_count_, 0);
+    for (const auto& [key, src] : sources) {
+        if (auto it = source_pmd_.find(key); it != source_pmd_.end() && it->second < pmd_count_) {
+            assigned[key] = it->second;
+            ++load[it->second];
+        }
+    }
+    for (const auto& [key, src] : sources) {
+        if (pmd_count_ == 0) {
+            break;
+        }
+        if (!assigned.contains(key)) {
+            const size_t pmd = static_cast<size_t>(
+                std::min_element(load.begin(), load.end()) - load.begin());
+            assigned[key] = pmd;
+            ++load[pmd];
+        }
+        snap->sources[assigned[key]].push_back(src);
+    }
+    source_pmd_ = std::move(assigned);
+
     if (cfg_.switch_mode == config::SwitchMode::Xconnect) {
-        auto id_of = [&](const std::string& name) -> std::optional<PortId> {
-            for (size_t i = 0; i < ports_.size(); ++i) {
-                if (ports_[i]->name == name) {
-                    return static_cast<PortId>(i);
-                }
-            }
-            return std::nullopt;
-        };
         for (const auto& [a, b] : cfg_.xconnect) {
-            auto ia = id_of(a);
-            auto ib = id_of(b);
+            auto ia = port_id(a);
+            auto ib = port_id(b);
             if (ia && ib) {
                 snap->ports[*ia].peer = *ib;
                 snap->ports[*ib].peer = *ia;
             }
         }
     }
+    // Kick fds are registered before any PMD can see the rings they belong to.
+    kicks_->update(*snap);
     // Release pairs with the PMD's acquire load: the snapshot is complete
     // before any PMD can see its address.
     snapshot_.store(snap.get(), std::memory_order_release);
@@ -208,9 +332,32 @@ void Dataplane::publish() {
     for (size_t i = 0; i < pmd_count_; ++i) {
         wake_pmd(controls_[i]);
     }
-    if (observer_) {
-        observer_(*owned_);
+}
+
+size_t Dataplane::kicks_registered() const noexcept { return kicks_->registered(); }
+
+std::vector<size_t> Dataplane::stalled_pmds() {
+    std::vector<size_t> stalled;
+    const bool first = last_heartbeat_.size() != pmd_count_;
+    last_heartbeat_.resize(pmd_count_, 0);
+    for (size_t i = 0; i < pmd_count_; ++i) {
+        const uint64_t beat = controls_[i].heartbeat.load(std::memory_order_relaxed);
+        // A PMD asleep (until kicked, or for idle.max_sleep_us) is fine;
+        // one that runs must have gone round its loop since the last look.
+        const bool asleep = controls_[i].word.load(std::memory_order_relaxed) == kSleeping;
+        if (!first && beat == last_heartbeat_[i] && !asleep) {
+            stalled.push_back(i);
+        }
+        last_heartbeat_[i] = beat;
     }
+    if (pmds_.size() != pmd_count_ && !first) {
+        // Not started, or stopped: nothing polls.
+        stalled.clear();
+        for (size_t i = 0; i < pmd_count_; ++i) {
+            stalled.push_back(i);
+        }
+    }
+    return stalled;
 }
 
 void Dataplane::forget_port(PortId id) noexcept { l2_.flush_port(id); }
@@ -272,6 +419,9 @@ void Dataplane::pmd_main(size_t index, unsigned core) {
 
 void Dataplane::report_health() {
     for (const auto& rec : ports_) {
+        if (!rec) {
+            continue;
+        }
         PortHealth& h = rec->vhost ? rec->vhost->health() : rec->dpdk_health;
         if (h.broken.load(std::memory_order_acquire) &&
             !h.reported.exchange(true, std::memory_order_relaxed)) {
@@ -298,11 +448,14 @@ void Dataplane::log_stats() const {
         const double empty = busy + idle == 0 ? 0.0 : 100.0 * static_cast<double>(idle) /
                                                           static_cast<double>(busy + idle);
         spdlog::info("stats pmd{} cpu {}: polls busy {} empty {} (empty share {:.1f}%), sleeps {}, "
-                     "woken {}, timeouts {}, back-outs {}",
+                     "woken {} (by control {}), timeouts {}, back-outs {}",
                      i, cfg_.pmd_cores[i], busy, idle, empty, c.sleeps.get(), c.kick_wakeups.get(),
-                     c.timeouts.get(), c.backouts.get());
+                     c.control_wakeups.get(), c.timeouts.get(), c.backouts.get());
     }
     for (const auto& rec : ports_) {
+        if (!rec) {
+            continue;
+        }
         if (rec->vhost) {
             for (uint32_t v = 0; v < rec->vhost->vrings(); ++v) {
                 line(rec->name, fmt::format("vring{}", v), rec->vhost->slot(v).stats);

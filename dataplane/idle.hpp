@@ -1,66 +1,75 @@
 #pragma once
-// Idle PMDs sleep on a futex (DESIGN.md "Idle cores"). One word per PMD:
+// Idle PMDs sleep in epoll_pwait2 on their own rings' kick eventfds
+// (DESIGN.md "Idle cores"). One control block per PMD:
 //
-//   PMD (Pmd::try_sleep)                      control thread (wake)
-//   enable guest notifications (full fence)   kick eventfd read completes
-//   word = kSleeping            (seq_cst)     if word.exchange(kAwake) == kSleeping:
-//   re-check every ring; work? -> back out        FUTEX_WAKE(word)
-//   FUTEX_WAIT(word, kSleeping, timeout)
+//   PMD (Pmd::try_sleep)                      guest                control thread
+//   drain stale epoll events                  avail.idx = n        if word.exchange(kAwake)
+//   enable guest notifications (full fence)   fence                       == kSleeping:
+//   word = kSleeping             (seq_cst)    flags/avail_event?       write(wake eventfd)
+//   re-check every ring; work? -> back out    kick: write(kick fd)
+//   epoll_pwait2(epoll, timeout)
 //   word = kAwake
 //
 // No wake-up is lost: a guest that made a buffer available after the PMD's
 // re-check saw notifications enabled (the fence in enable_notifications pairs
 // with the driver's barrier between publishing avail.idx and reading the
-// flags) and kicked; the kick makes the control thread flip the word, so the
-// FUTEX_WAIT either returns at once (word no longer kSleeping) or is woken.
-// The waker writes only when the word says kSleeping, so a busy PMD costs the
-// control thread nothing but an atomic exchange per kick.
-
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
+// flags) and kicked. Every kick eventfd is registered edge-triggered in its
+// PMD's epoll (KickRegistry), so a write queues an event whether or not the
+// PMD is already waiting: the wait returns at once or is woken. A kick wakes
+// the PMD directly, one hop, without passing through the control thread.
+// Reconfiguration and stop use the word and the wake eventfd; the waker
+// writes only when the word says kSleeping, so waking a busy PMD costs an
+// atomic exchange and no syscall.
+//
+// Edge-triggered, the eventfds are never read: their counters only grow
+// (2^64 kicks away from overflowing) and an event is queued per write.
 
 #include <atomic>
 #include <cstdint>
 
 #include "dataplane/stats.hpp"
+#include "protocol/result.hpp"
+#include "protocol/unique_fd.hpp"
 
 namespace vhostd::dataplane {
 
 inline constexpr uint32_t kAwake = 0;
 inline constexpr uint32_t kSleeping = 1;
 
+// epoll data tags.
+inline constexpr uint64_t kWakeTag = 0;
+inline constexpr uint64_t kKickTag = 1;
+
 struct alignas(64) PmdControl {
     std::atomic<uint32_t> word{kAwake};
+    UniqueFd epoll;         // the PMD waits here: wake eventfd + its rings' kick eventfds
+    UniqueFd wake_fd;       // eventfd written by wake_pmd()
+    // Moved by the PMD once per poll-loop iteration (and sleep); the
+    // watchdog's health check (Dataplane::stalled_pmds) reads it.
+    std::atomic<uint64_t> heartbeat{0};
     Counter sleeps;         // times the PMD went to sleep
-    Counter kick_wakeups;   // woken by a guest kick (or reconfiguration)
-    Counter timeouts;       // woke because max_sleep_us passed
+    Counter kick_wakeups;   // woken by a guest kick
+    Counter control_wakeups;// woken by the control thread (reconfiguration, stop)
+    Counter timeouts;       // woke because the sleep's timeout passed
     Counter backouts;       // work raced in between "sleeping" and the wait
     Counter busy_polls;     // loop iterations that found work
     Counter idle_polls;     // loop iterations that found none
+
+    // Creates the epoll set and the wake eventfd (in it). Before any sleep.
+    [[nodiscard]] Status open();
 };
 
-// FUTEX_WAIT while *word == expected, for at most timeout_us. Returns at once
-// if the word already differs.
-inline void futex_wait(std::atomic<uint32_t>& word, uint32_t expected, uint32_t timeout_us) noexcept {
-    timespec ts{static_cast<time_t>(timeout_us / 1'000'000),
-                static_cast<long>(timeout_us % 1'000'000) * 1000};
-    static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
-    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, &ts,
-              nullptr, 0);
-}
+// PMD: throws away events queued while it was awake (edge-triggered kicks
+// that arrived during a busy period), so the next wait does not end at once.
+void drain_wake_events(PmdControl& pmd) noexcept;
+
+enum class WakeCause : uint8_t { Timeout, Kick, Control };
+
+// PMD: waits for a kick, a wake-up or `timeout_us` (0: no timeout).
+WakeCause wait_for_wake(PmdControl& pmd, uint32_t timeout_us) noexcept;
 
 // Control thread: wake the PMD if (and only if) it published kSleeping.
 // Returns whether it was asleep.
-inline bool wake_pmd(PmdControl& pmd) noexcept {
-    if (pmd.word.exchange(kAwake, std::memory_order_seq_cst) == kSleeping) {
-        ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&pmd.word), FUTEX_WAKE_PRIVATE, 1, nullptr,
-                  nullptr, 0);
-        pmd.kick_wakeups.add(1);
-        return true;
-    }
-    return false;
-}
+bool wake_pmd(PmdControl& pmd) noexcept;
 
 } // namespace vhostd::dataplane

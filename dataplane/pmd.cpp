@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <rte_mbuf.h>
@@ -122,12 +123,14 @@ void Pmd::run() noexcept {
                     idle_since = 0;
                     idle_iterations = 0;
                     qsbr_.quiescent(reader_);
+                    beat();
                     continue;
                 }
             }
         }
         // Quiescent point: nothing from `snap` is held past this line.
         qsbr_.quiescent(reader_);
+        beat();
         if (!busy) {
             _mm_pause();
         }
@@ -148,6 +151,9 @@ void Pmd::set_notifications(const Snapshot& snap, bool enable) noexcept {
 
 bool Pmd::try_sleep(const Snapshot& snap, void (*before_wait)(void*), void* hook_arg) noexcept {
     bool timed_out = false;
+    // 0. Forget kicks that arrived while we were busy (edge-triggered events
+    //    stay queued); any kick from here on is a fresh event.
+    drain_wake_events(control_);
     // 1. Ask every guest to kick us (ends in a full fence).
     set_notifications(snap, true);
     // 2. Publish "sleeping". seq_cst orders it before the re-check's loads.
@@ -169,18 +175,30 @@ bool Pmd::try_sleep(const Snapshot& snap, void (*before_wait)(void*), void* hook
     } else {
         // 4. Offline for QSBR: the control thread may now swap and free
         //    snapshots without waiting for us. `snap` is not touched again.
+        //    A PMD whose every source can kick sleeps until kicked; the
+        //    timeout bounds latency for sources that cannot (DPDK ports).
         control_.sleeps.add(1);
-        const uint32_t max_sleep_us = snap.idle.max_sleep_us;
+        const bool kickable = index_ < snap.kickable.size() && snap.kickable[index_] != 0;
+        const uint32_t timeout_us = kickable ? 0 : std::max<uint32_t>(snap.idle.max_sleep_us, 1);
         qsbr_.offline(reader_);
         if (before_wait != nullptr) {
             before_wait(hook_arg);
         }
-        // 5. Sleep unless a waker already flipped the word. The timeout
-        //    bounds latency for sources that cannot kick (DPDK ports).
-        futex_wait(control_.word, kSleeping, max_sleep_us);
-        if (control_.word.exchange(kAwake, std::memory_order_relaxed) == kSleeping) {
+        // 5. Sleep until a kick, a wake-up or the timeout. A kick or wake-up
+        //    that came after step 2 is already queued and ends it at once.
+        const WakeCause cause = wait_for_wake(control_, timeout_us);
+        control_.word.store(kAwake, std::memory_order_relaxed);
+        switch (cause) {
+        case WakeCause::Kick:
+            control_.kick_wakeups.add(1);
+            break;
+        case WakeCause::Control:
+            control_.control_wakeups.add(1);
+            break;
+        case WakeCause::Timeout:
             control_.timeouts.add(1);
             timed_out = true;
+            break;
         }
         qsbr_.online(reader_);
     }
@@ -241,7 +259,11 @@ bool Pmd::poll_vhost(const Snapshot& snap, const PortEntry& src, const VhostRing
             }
             break;
         }
-        ++n;
+        if (n++ == 0) {
+            // avail.idx was read by this first fetch: start loading the
+            // burst's other descriptors while this frame is switched.
+            virtio::prefetch_chains(vr.ring, st, snap.burst - 1);
+        }
         const auto frame = virtio::skip_net_header(chain.view(), chain.len, vr.ring.hdr_len);
         uint8_t eth[kEthAddrsLen];
         if (vr.discard) {

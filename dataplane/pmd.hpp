@@ -61,6 +61,11 @@ private:
     void finish_burst(const Snapshot& snap) noexcept;
     void break_port(const PortEntry& port, const char* reason) noexcept;
     void set_notifications(const Snapshot& snap, bool enable) noexcept;
+    // Progress for the watchdog: one relaxed store, single writer.
+    void beat() noexcept {
+        control_.heartbeat.store(control_.heartbeat.load(std::memory_order_relaxed) + 1,
+                                 std::memory_order_relaxed);
+    }
 
     size_t index_;
     Qsbr& qsbr_;

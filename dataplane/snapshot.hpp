@@ -45,7 +45,7 @@ struct VhostRings {
         virtio::SplitRing ring;
         RingSlot* slot = nullptr;
         int call_fd = -1;  // borrowed from the session; valid while published
-        int kick_fd = -1;  // borrowed; the control thread watches it for sleeping PMDs
+        int kick_fd = -1;  // borrowed; KickRegistry registers a dup with the polling PMD
         uint32_t index = 0;
         uint64_t generation = 0;  // changes when the front-end restarts the ring
         bool discard = false;     // a disabled TX ring: drained, its frames dropped
@@ -79,6 +79,9 @@ struct Source {
 struct Snapshot {
     std::vector<PortEntry> ports;                  // indexed by PortId
     std::vector<std::vector<Source>> sources;      // one list per PMD
+    // Per PMD: every source can kick it awake (KickRegistry), so it may sleep
+    // with no timeout; otherwise idle.max_sleep_us bounds each sleep.
+    std::vector<uint8_t> kickable;
     std::vector<std::shared_ptr<const VhostRings>> hold;  // owns what `ports` points at
     config::SwitchMode mode = config::SwitchMode::L2;
     L2Table* l2 = nullptr;

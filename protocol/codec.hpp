@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -85,7 +86,11 @@ std::vector<uint8_t> encode_reply_empty(Request request);
 std::vector<uint8_t> encode_request(Request request, uint32_t flags,
                                     std::span<const uint8_t> payload);
 
+// The bytes of a wire struct as the payload. Only for trivially copyable
+// types: a container (std::vector<uint8_t>...) must take the span overload
+// above, not have its own object bytes (pointer, size) encoded.
 template <typename T>
+    requires std::is_trivially_copyable_v<T>
 std::vector<uint8_t> encode_request(Request request, uint32_t flags, const T& payload) {
     return encode_request(request, flags,
                           std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&payload),

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -26,6 +27,46 @@ Result<sockaddr_un> make_addr(const std::string& path) {
 }
 
 std::string errno_text(int err) { return std::strerror(err); }
+
+constexpr const char* kTmpName = "s";
+
+// A directory of mode 0700 named `<parent>/.vhostd-XXXXXX`, removed (with the
+// socket left in it on failure) when it goes out of scope.
+class PrivateDir {
+public:
+    explicit PrivateDir(std::filesystem::path parent) : parent_(std::move(parent)) {}
+    PrivateDir(const PrivateDir&) = delete;
+    PrivateDir& operator=(const PrivateDir&) = delete;
+    ~PrivateDir() {
+        if (fd_) {
+            ::unlinkat(fd_.get(), kTmpName, 0);
+            fd_.reset();
+        }
+        if (!path_.empty()) {
+            ::rmdir(path_.c_str());
+        }
+    }
+
+    Status create() {
+        std::string tmpl = (parent_ / ".vhostd-XXXXXX").string();
+        if (::mkdtemp(tmpl.data()) == nullptr) { // mkdtemp makes it 0700
+            return make_error(fmt::format("cannot create a private directory in {}: {}",
+                                          parent_.string(), errno_text(errno)));
+        }
+        path_ = tmpl;
+        fd_.reset(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!fd_) {
+            return make_error(fmt::format("cannot open {}: {}", path_, errno_text(errno)));
+        }
+        return Ok{};
+    }
+    [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+
+private:
+    std::filesystem::path parent_;
+    std::string path_;
+    UniqueFd fd_;
+};
 
 } // namespace
 
@@ -68,25 +109,43 @@ Result<UniqueFd> listen_unix(const std::string& path, const ListenOptions& optio
     if (!fd) {
         return make_error(fmt::format("socket {}: socket(): {}", path, errno_text(errno)));
     }
-    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(sockaddr_un)) != 0) {
+    // bind() creates the socket file with the process umask's permissions; a
+    // chmod afterwards would leave a window in which another user may connect
+    // (or the file has no group yet). umask() cannot close it: it is
+    // process-wide, and other threads (DPDK's, the PMDs) may create files at
+    // the same time. So the socket is bound inside a fresh directory of mode
+    // 0700 beside `path` (same file system), given its mode and group there,
+    // set listening, and only then renamed into place: it appears at `path`
+    // complete. bind goes through /proc/self/fd/N/ so the temporary name
+    // never exceeds sun_path, whatever the length of `path`.
+    PrivateDir tmp(parent.empty() ? std::filesystem::path(".") : parent);
+    if (auto s = tmp.create(); !s) {
+        return make_error(fmt::format("socket {}: {}", path, s.error().message));
+    }
+    auto bind_addr = make_addr(fmt::format("/proc/self/fd/{}/{}", tmp.fd(), kTmpName));
+    if (!bind_addr) {
+        return std::move(bind_addr).error();
+    }
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*bind_addr), sizeof(sockaddr_un)) != 0) {
         return make_error(fmt::format("socket {}: bind: {}", path, errno_text(errno)));
     }
-    if (::chmod(path.c_str(), options.mode) != 0) {
-        const int err = errno;
-        ::unlink(path.c_str());
+    if (::fchmodat(tmp.fd(), kTmpName, options.mode, 0) != 0) {
         return make_error(fmt::format("socket {}: chmod {:o}: {}", path, options.mode,
-                                      errno_text(err)));
+                                      errno_text(errno)));
     }
-    if (options.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *options.group) != 0) {
-        const int err = errno;
-        ::unlink(path.c_str());
+    if (options.group &&
+        ::fchownat(tmp.fd(), kTmpName, static_cast<uid_t>(-1), *options.group, 0) != 0) {
         return make_error(fmt::format("socket {}: chown to group {}: {}", path, *options.group,
-                                      errno_text(err)));
+                                      errno_text(errno)));
     }
     if (::listen(fd.get(), options.backlog) != 0) {
-        const int err = errno;
-        ::unlink(path.c_str());
-        return make_error(fmt::format("socket {}: listen: {}", path, errno_text(err)));
+        return make_error(fmt::format("socket {}: listen: {}", path, errno_text(errno)));
+    }
+    // RENAME_NOREPLACE: a process that took `path` since the stale check
+    // keeps it, and this start-up fails instead.
+    if (::renameat2(tmp.fd(), kTmpName, AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+        return make_error(fmt::format("socket {}: moving the socket into place: {}", path,
+                                      errno_text(errno)));
     }
     return fd;
 }

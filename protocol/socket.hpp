@@ -22,15 +22,17 @@
 namespace vhostd::protocol {
 
 struct ListenOptions {
-    uint32_t mode = 0660;          // applied with chmod after bind
-    std::optional<gid_t> group;    // applied with chown after bind
+    uint32_t mode = 0660;          // the socket file has these bits when it appears
+    std::optional<gid_t> group;    // and this group
     int backlog = 16;
 };
 
 // Creates a listening socket at `path`. Refuses (with an error naming the
 // path) when a live listener holds it or when it exists and is not a socket;
 // replaces a stale socket file nobody listens on. The parent directory is
-// created (0755) when missing.
+// created (0755) when missing. The socket appears at `path` already
+// listening, with its mode and group (bound in a private directory and
+// renamed into place): no other user can connect during start-up.
 Result<UniqueFd> listen_unix(const std::string& path, const ListenOptions& options);
 
 // One non-blocking connection attempt. The error says why (ENOENT: the

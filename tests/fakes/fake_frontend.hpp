@@ -26,6 +26,12 @@
 // The device passed to BackendPump must outlive it: destroying the session
 // applies a last, empty view.
 //
+// The same FakeFrontend also speaks to a back-end in another process (the
+// real daemon, over a connected AF_UNIX socket): exchange_remote() and
+// handshake_remote() send and read the reply when one is due, instead of
+// stepping a pump. Use HandshakeOptions::need_reply there, so that every
+// SET_* is acknowledged and a refusal shows at the step that caused it.
+//
 // Helpers return vhostd::Status / Result with a message naming the step that
 // failed; nothing here uses GoogleTest. Link protocol_dep.
 
@@ -38,6 +44,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -58,6 +65,8 @@
 namespace vhostd::fakes {
 
 inline constexpr int kDefaultTimeoutMs = 2000;
+// A back-end in another process, on a loaded machine: generous.
+inline constexpr int kRemoteTimeoutMs = 20000;
 
 // The two connected ends of a fresh blocking socketpair (CLOEXEC).
 struct SocketPair {
@@ -425,7 +434,60 @@ public:
         return ex;
     }
 
+    // Against a back-end in another process: send, then read the reply only
+    // when one is due (`reply_expected`: a GET_*, or NEED_REPLY with
+    // REPLY_ACK negotiated). Fails when the back-end closed the connection
+    // or sent nothing within `timeout_ms`.
+    Exchange exchange_remote(protocol::Request request, std::span<const uint8_t> payload,
+                             std::span<const int> fds, uint32_t flags, bool reply_expected,
+                             int timeout_ms = kRemoteTimeoutMs) {
+        Exchange ex;
+        ex.step.request = request;
+        if (auto s = send(request, payload, fds, flags); !s) {
+            ex.step.error = "front-end: " + s.error().message;
+            return ex;
+        }
+        if (reply_expected) {
+            auto r = read_reply(timeout_ms);
+            if (!r) {
+                ex.step.error = r.error().message;
+                ex.reply_error = r.error().message;
+                return ex;
+            }
+            ex.reply = std::move(r).value();
+        }
+        return ex;
+    }
+
+    // Waits until the back-end closes the connection (EOF), discarding any
+    // replies before it. False when it is still open after `timeout_ms`.
+    bool wait_closed_by_peer(int timeout_ms = kRemoteTimeoutMs) {
+        for (;;) {
+            pollfd p{socket_.get(), POLLIN, 0};
+            const int ready = ::poll(&p, 1, timeout_ms);
+            if (ready < 0 && errno == EINTR) {
+                continue;
+            }
+            if (ready <= 0) {
+                return false;
+            }
+            uint8_t buf[256];
+            const ssize_t n = ::recv(socket_.get(), buf, sizeof buf, 0);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                return true;  // EOF, or ECONNRESET: closed either way
+            }
+        }
+    }
+
     // ---- The QEMU sequence ----
+
+    // One request of the handshake: (request, payload, fds, flags, whether
+    // a reply is due) -> what happened.
+    using Exchanger = std::function<Exchange(protocol::Request, std::span<const uint8_t>,
+                                             std::span<const int>, uint32_t, bool)>;
 
     // GET_FEATURES, SET_OWNER, GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES,
     // SET_FEATURES, SET_MEM_TABLE (one region: all of `memory`), then per ring
@@ -434,6 +496,26 @@ public:
     // Every step must succeed; the first that does not is named in the error.
     Result<HandshakeResult> handshake(BackendPump& pump, const GuestMemory& memory,
                                       const HandshakeOptions& options = {}) {
+        return handshake_with(
+            [&](protocol::Request r, std::span<const uint8_t> payload, std::span<const int> fds,
+                uint32_t flags, bool) { return exchange(pump, r, payload, fds, flags); },
+            memory, options);
+    }
+
+    // The same sequence against a back-end in another process.
+    Result<HandshakeResult> handshake_remote(const GuestMemory& memory,
+                                             const HandshakeOptions& options = {},
+                                             int timeout_ms = kRemoteTimeoutMs) {
+        return handshake_with(
+            [&](protocol::Request r, std::span<const uint8_t> payload, std::span<const int> fds,
+                uint32_t flags, bool reply_expected) {
+                return exchange_remote(r, payload, fds, flags, reply_expected, timeout_ms);
+            },
+            memory, options);
+    }
+
+    Result<HandshakeResult> handshake_with(const Exchanger& step, const GuestMemory& memory,
+                                           const HandshakeOptions& options) {
         using protocol::Request;
         HandshakeResult result;
         uint32_t ack_flags = protocol::kFlagVersion1;
@@ -444,11 +526,11 @@ public:
         // A SET_* step: no reply of its own; with REPLY_ACK an ack of 0.
         auto set = [&](const char* what, Request r, std::span<const uint8_t> payload,
                        std::span<const int> fds) -> Status {
-            auto ex = exchange(pump, r, payload, fds, ack_flags);
+            const bool want_ack = (ack_flags & protocol::kFlagNeedReply) != 0;
+            auto ex = step(r, payload, fds, ack_flags, want_ack);
             if (!ex.ok()) {
                 return fail(what, ex.error_text());
             }
-            const bool want_ack = (ack_flags & protocol::kFlagNeedReply) != 0;
             if (want_ack != ex.reply.has_value()) {
                 return fail(what, want_ack ? "no REPLY_ACK reply" : "unexpected reply");
             }
@@ -458,7 +540,7 @@ public:
             return Ok{};
         };
         auto get_u64 = [&](const char* what, Request r) -> Result<uint64_t> {
-            auto ex = exchange(pump, r);
+            auto ex = step(r, {}, {}, protocol::kFlagVersion1, true);
             if (!ex.ok()) {
                 return fail(what, ex.error_text());
             }

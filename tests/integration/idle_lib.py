@@ -20,20 +20,18 @@ import re
 import signal
 
 import harness
+import trafficlib
 from harness import check, log
 
 PMD_STATS_RE = re.compile(
     r"stats (?P<pmd>pmd\d+) cpu (?P<cpu>\d+): polls busy (?P<busy>\d+) empty (?P<empty>\d+) "
-    r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+), "
+    r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+) "
+    r"\(by control (?P<control_woken>\d+)\), "
     r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)")
 
-QUEUE_STATS_RE = re.compile(
-    r"stats (?P<port>\S+) (?P<queue>vring\d+|queue\d+): rx (?P<rx_packets>\d+) pkts "
-    r"(?P<rx_bytes>\d+) bytes, tx (?P<tx_packets>\d+) pkts (?P<tx_bytes>\d+) bytes, "
-    r"drops: no_buffer (?P<no_buffer>\d+) too_big (?P<too_big>\d+) broken (?P<broken>\d+) "
-    r"no_route (?P<no_route>\d+), errors (?P<errors>\d+)")
-
-DROP_FIELDS = ("no_buffer", "too_big", "broken", "no_route", "errors")
+# Per-queue lines and drop reasons: the same as the traffic tests read.
+QUEUE_STATS_RE = trafficlib.STATS_RE
+DROP_FIELDS = trafficlib.DROP_FIELDS
 
 
 def add_args(parser):
@@ -42,11 +40,7 @@ def add_args(parser):
 
 
 def require_ping(env):
-    path = env.args.vhost_ping
-    if not path or not os.access(path, os.X_OK):
-        raise harness.TestFailure(f"vhost-ping binary not found or not executable: {path!r} "
-                                  "(build it: ninja -C build tools/vhost-ping)")
-    return path
+    return trafficlib.require_tool(env.args.vhost_ping, "vhost-ping")
 
 
 class IdleVhostd:

@@ -49,12 +49,16 @@ def add_args(parser):
                         help="path of the vhost-traffic binary (tools/vhost-traffic)")
 
 
-def require_traffic(env):
-    path = env.args.vhost_traffic
+def require_tool(path, name):
+    """`path` if it is an executable file, else a TestFailure saying how to build tools/NAME."""
     if not path or not os.access(path, os.X_OK):
-        raise harness.TestFailure(f"vhost-traffic binary not found or not executable: {path!r} "
-                                  "(build it: ninja -C build tools/vhost-traffic)")
+        raise harness.TestFailure(f"{name} binary not found or not executable: {path!r} "
+                                  f"(build it: ninja -C build tools/{name})")
     return path
+
+
+def require_traffic(env):
+    return require_tool(env.args.vhost_traffic, "vhost-traffic")
 
 
 # --------------------------------------------------------------------------
@@ -64,11 +68,12 @@ class Vhostd:
     """vhostd with `ports_yaml` (the YAML list items under `ports:`) and a switch.
 
     `switch` is "l2" or "xconnect"; `xconnect` a list of name pairs.
-    `sockets` are the server-mode socket paths to wait for.
+    `sockets` are the server-mode socket paths to wait for. `env_vars` are
+    added to vhostd's environment (NOTIFY_SOCKET, ...).
     """
 
     def __init__(self, env, *, ports_yaml, sockets, switch="xconnect", xconnect=None,
-                 name="vhostd", pmd_cores=(1,), idle="adaptive"):
+                 name="vhostd", pmd_cores=(1,), idle="adaptive", env_vars=None):
         self.env = env
         self.name = name
         self.sockets = list(sockets)
@@ -90,7 +95,8 @@ class Vhostd:
         self.config_path = env.write(env.path(f"{name}.yaml"), "\n".join(lines) + "\n")
         self.proc = harness.Process(name, [env.require_vhostd(), "--config", self.config_path,
                                            "--log-level", "debug"],
-                                    env.path(f"{name}.log"))
+                                    env.path(f"{name}.log"),
+                                    env={**os.environ, **env_vars} if env_vars else None)
         env.register(self.proc)
         # Generous: with a DPDK port, EAL and pool set-up take seconds on a
         # loaded machine.

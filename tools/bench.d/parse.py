@@ -170,11 +170,12 @@ def thread_shares(before, after, wall_s):
 
 
 # vhostd's per-PMD line, on SIGUSR1 and at exit (Dataplane::log_stats):
-# "stats pmd0 cpu 1: polls busy N empty N (empty share X%), sleeps N, woken N,
-#  timeouts N, back-outs N".
+# "stats pmd0 cpu 1: polls busy N empty N (empty share X%), sleeps N, woken N
+#  (by control N), timeouts N, back-outs N".
 _VHOSTD_PMD = re.compile(
     r"stats (?P<pmd>pmd\d+) cpu (?P<cpu>\d+): polls busy (?P<busy>\d+) empty (?P<empty>\d+) "
-    r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+), "
+    r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+) "
+    r"\(by control (?P<control_woken>\d+)\), "
     r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)")
 
 VHOSTD_PMD_COUNTERS = ("busy", "empty", "sleeps", "woken", "timeouts", "backouts")

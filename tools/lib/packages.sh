@@ -12,6 +12,8 @@ VHOSTD_PACKAGES=(
     liburing-dev libspdlog-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
     libgtest-dev libgmock-dev
     python3 iproute2 procps              # integration harness
+    systemd                              # systemd-analyze verify (install test)
+    valgrind                             # tests/hostile/leak_valgrind.py
     libfuzzer-14-dev libclang-rt-14-dev  # fuzz targets, clang sanitizers
     qemu-system-x86 busybox-static cpio kmod lz4  # QEMU tests: guests, tools/guest/build-image
 )

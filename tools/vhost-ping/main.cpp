@@ -48,10 +48,8 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -66,6 +64,7 @@
 #include <rte_mempool.h>
 
 #include "../common/eal.hpp"
+#include "../common/signals.hpp"
 #include "rtt_stats.hpp"
 
 namespace vhost_ping {
@@ -104,15 +103,6 @@ void say(const char* fmt, ...) {
     va_end(ap);
     std::fputc('\n', stdout);
     std::fflush(stdout);
-}
-
-std::vector<std::string> split_ws(const std::string& s) {
-    std::istringstream in(s);
-    std::vector<std::string> out;
-    for (std::string tok; in >> tok;) {
-        out.push_back(tok);
-    }
-    return out;
 }
 
 uint64_t mono_ns() noexcept {
@@ -266,29 +256,12 @@ void Ping::build(uint8_t* out, uint32_t magic, uint64_t seq, uint64_t stamp) con
 }
 
 int Ping::setup() {
-    std::vector<std::string> eal = split_ws(opt_.eal);
-    bool has_lcores = false;
-    bool has_prefix = false;
-    for (const auto& a : eal) {
-        if (a.rfind("-l", 0) == 0 || a.rfind("--lcores", 0) == 0 || a.rfind("-c", 0) == 0) {
-            has_lcores = true;
-        }
-        if (a.rfind("--file-prefix", 0) == 0 || a == "--in-memory") {
-            has_prefix = true;
-        }
-    }
-    std::vector<std::string> args{"vhost-ping"};
-    if (!has_lcores) {
-        args.insert(args.end(), {"-l", "0"});
-    }
-    if (!has_prefix) {
-        generated_prefix_ = "vhost-ping-" + std::to_string(::getpid());
-        args.insert(args.end(), {"--file-prefix", generated_prefix_});
-    }
     // Quiet EAL start-up, but the virtio driver's choice of RX/TX path is
-    // worth a line; a --log-level in --eal comes later and wins.
-    args.insert(args.end(), {"--log-level", "lib.eal:warning", "--log-level", "pmd.net.virtio.*:info"});
-    args.insert(args.end(), eal.begin(), eal.end());
+    // worth a line.
+    auto [args, prefix] = vhostd::tools::tool_eal_args(
+        "vhost-ping", vhostd::tools::split_ws(opt_.eal),
+        {"--log-level", "lib.eal:warning", "--log-level", "pmd.net.virtio.*:info"});
+    generated_prefix_ = prefix;
     args.insert(args.end(), {"--vdev", "net_virtio_user0," + opt_.port});
     say("EAL: %s", vhostd::tools::join_args(args).c_str());
     if (const std::string err = vhostd::tools::init_eal(args); !err.empty()) {
@@ -689,14 +662,8 @@ void Ping::teardown() {
         pool_ = nullptr;
     }
     if (eal_up_) {
-        const std::string runtime = rte_eal_get_runtime_dir();
-        rte_eal_cleanup();
+        vhostd::tools::cleanup_eal(generated_prefix_);
         eal_up_ = false;
-        if (!generated_prefix_.empty() &&
-            std::filesystem::path(runtime).filename() == generated_prefix_) {
-            std::error_code ec;
-            std::filesystem::remove_all(runtime, ec);
-        }
     }
 }
 
@@ -915,16 +882,7 @@ int main(int argc, char** argv) {
     }
     ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); // precise wake-ups from idle gaps
 
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    struct sigaction al {};
-    al.sa_handler = on_alarm;
-    sigemptyset(&al.sa_mask);
-    sigaction(SIGALRM, &al, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
+    vhostd::tools::install_signal_handlers(on_signal, on_alarm);
 
     Ping p(std::move(opt));
     return p.run();

@@ -30,7 +30,6 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -46,6 +45,7 @@
 #include <rte_mempool.h>
 
 #include "../common/eal.hpp"
+#include "../common/signals.hpp"
 #include "frame.hpp"
 
 namespace vhost_traffic {
@@ -128,15 +128,6 @@ std::optional<uint32_t> parse_ip(const std::string& s) {
         return std::nullopt;
     }
     return ntohl(a.s_addr);
-}
-
-std::vector<std::string> split_ws(const std::string& s) {
-    std::istringstream in(s);
-    std::vector<std::string> out;
-    for (std::string tok; in >> tok;) {
-        out.push_back(tok);
-    }
-    return out;
 }
 
 // The value of key `key` in a comma-separated devargs list, if present.
@@ -271,29 +262,11 @@ private:
 };
 
 int Traffic::setup_eal() {
-    std::vector<std::string> eal = split_ws(opt_.eal);
-    bool has_lcores = false;
-    bool has_prefix = false;
-    for (const auto& a : eal) {
-        if (a.rfind("-l", 0) == 0 || a.rfind("--lcores", 0) == 0 || a.rfind("-c", 0) == 0) {
-            has_lcores = true;
-        }
-        if (a.rfind("--file-prefix", 0) == 0 || a == "--in-memory") {
-            has_prefix = true;
-        }
-    }
-    std::vector<std::string> args{"vhost-traffic"};
-    if (!has_lcores) {
-        args.insert(args.end(), {"-l", "0"}); // one lcore, on CPU 0
-    }
-    if (!has_prefix) {
-        generated_prefix_ = "vhost-traffic-" + std::to_string(::getpid());
-        args.insert(args.end(), {"--file-prefix", generated_prefix_});
-    }
-    // The virtio driver logs which RX/TX burst functions it picked at INFO;
-    // given first so a --log-level in --eal overrides it.
-    args.insert(args.end(), {"--log-level", "pmd.net.virtio.*:info"});
-    args.insert(args.end(), eal.begin(), eal.end());
+    // The virtio driver logs which RX/TX burst functions it picked at INFO.
+    auto [args, prefix] = vhostd::tools::tool_eal_args(
+        "vhost-traffic", vhostd::tools::split_ws(opt_.eal),
+        {"--log-level", "pmd.net.virtio.*:info"});
+    generated_prefix_ = prefix;
     for (size_t i = 0; i < opt_.ports.size(); ++i) {
         std::string a = opt_.ports[i];
         if (!devarg(a, "mac")) {
@@ -827,15 +800,8 @@ void Traffic::teardown() {
         pool_ = nullptr;
     }
     if (eal_up_) {
-        std::string runtime = rte_eal_get_runtime_dir();
-        rte_eal_cleanup();
+        vhostd::tools::cleanup_eal(generated_prefix_);
         eal_up_ = false;
-        // Our own generated prefix only: nothing else lives in that folder.
-        if (!generated_prefix_.empty() &&
-            std::filesystem::path(runtime).filename() == generated_prefix_) {
-            std::error_code ec;
-            std::filesystem::remove_all(runtime, ec);
-        }
     }
 }
 
@@ -1058,16 +1024,7 @@ int main(int argc, char** argv) {
     }
     opt.mode = mode == "pair" ? Mode::kPair : mode == "icmp" ? Mode::kIcmp : Mode::kReflect;
 
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    struct sigaction al {};
-    al.sa_handler = on_alarm;
-    sigemptyset(&al.sa_mask);
-    sigaction(SIGALRM, &al, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
+    vhostd::tools::install_signal_handlers(on_signal, on_alarm);
 
     Traffic t(std::move(opt));
     return t.run();

@@ -1,14 +1,19 @@
 // The PMD's sleep protocol (dataplane/idle.hpp, Pmd::try_sleep), driven
 // deterministically: the race the protocol exists for — a guest publishing a
-// buffer and kicking between the PMD's "sleeping" and its FUTEX_WAIT — is
-// staged from the test hook that runs exactly there.
+// buffer and kicking between the PMD's "sleeping" and its wait — is staged
+// from the test hook that runs exactly there. Kicks are real eventfd writes,
+// registered with the PMD by the real KickRegistry.
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <thread>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include "dataplane/idle.hpp"
+#include "dataplane/kick_registry.hpp"
 #include "dataplane/pmd.hpp"
 #include "dataplane/qsbr.hpp"
 #include "dataplane/snapshot.hpp"
@@ -24,13 +29,19 @@ using protocol::bit;
 namespace vf = protocol::vf;
 
 struct SleepRig {
-    explicit SleepRig(uint64_t features, uint32_t max_sleep_us)
+    // `kickable`: the ring has a kick eventfd (registered with the PMD);
+    // otherwise it is polled without kicks and only the timeout ends a sleep.
+    SleepRig(uint64_t features, uint32_t max_sleep_us, bool kickable = true)
         : mem(1 << 20), table(mem.table()), drv(mem, 256), qsbr(1) {
+        EXPECT_TRUE(control.open());
         auto ring = drv.ring(*table, features);
         slot.state = virtio::QueueState::start(ring, 0);
         virtio::enable_notifications(ring, slot.state, false); // busy-polling state
         rings.memory = table;
-        rings.tx.push_back(VhostRings::Ring{ring, &slot, -1, -1, 1, 1});
+        if (kickable) {
+            kick.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        }
+        rings.tx.push_back(VhostRings::Ring{ring, &slot, -1, kick.get(), 1, 1});
         PortEntry port;
         port.kind = PortKind::VhostUser;
         port.id = 0;
@@ -40,6 +51,7 @@ struct SleepRig {
         snap.sources.push_back({Source{0, &rings.tx[0], 0}});
         snap.idle = {config::IdleMode::Adaptive, 200, max_sleep_us};
         snap.mode = config::SwitchMode::Xconnect;
+        registry.update(snap);
         pointer.store(&snap);
         pmd = std::make_unique<Pmd>(0, qsbr, pointer, stop, control);
         qsbr.online(qsbr.reader(0));
@@ -60,6 +72,16 @@ struct SleepRig {
         drv.send(frame);
     }
 
+    // What a guest driver does after publishing a buffer: kick if asked to.
+    bool guest_kicks_if_asked() {
+        if (!guest_must_kick()) {
+            return false;
+        }
+        const uint64_t one = 1;
+        EXPECT_EQ(::write(kick.get(), &one, sizeof(one)), 8);
+        return true;
+    }
+
     fakes::GuestMemory mem;
     std::shared_ptr<const protocol::MemoryTable> table;
     fakes::FakeSplitDriver drv;
@@ -70,7 +92,9 @@ struct SleepRig {
     Qsbr qsbr;
     std::atomic<const Snapshot*> pointer{nullptr};
     std::atomic<bool> stop{false};
+    UniqueFd kick;
     PmdControl control;
+    KickRegistry registry{&control, 1};
     std::unique_ptr<Pmd> pmd;
 };
 
@@ -103,17 +127,13 @@ struct HookArgs {
     bool saw_sleeping = false;
 };
 
-// Runs between "publish sleeping" (and the re-check) and FUTEX_WAIT: the
-// guest makes a buffer available, sees that it must kick, and kicks; the
-// control thread turns the kick into wake_pmd().
+// Runs between "publish sleeping" (and the re-check) and the wait: the guest
+// makes a buffer available, sees that it must kick, and kicks.
 void guest_kicks_in_the_window(void* p) {
     auto* a = static_cast<HookArgs*>(p);
     a->saw_sleeping = a->rig->control.word.load() == kSleeping;
     a->rig->guest_sends_frame();
-    a->saw_notifications_on = a->rig->guest_must_kick();
-    if (a->saw_notifications_on) {
-        wake_pmd(a->rig->control);
-    }
+    a->saw_notifications_on = a->rig->guest_kicks_if_asked();
 }
 
 TEST_P(Idle, KickBetweenSleepingAndWaitIsNotLost) {
@@ -137,28 +157,62 @@ TEST_P(Idle, KickBetweenSleepingAndWaitIsNotLost) {
     EXPECT_TRUE(virtio::has_pending(rig.rings.tx[0].ring, rig.slot.state));
 }
 
-TEST_P(Idle, WakeFromAnotherThreadEndsTheSleep) {
+TEST_P(Idle, KickFromAnotherThreadEndsTheSleep) {
+    // Kickable: the PMD sleeps with no timeout, only the kick can end it.
+    SleepRig rig(features(), 20'000);
+    std::thread guest([&] {
+        // Wait until the PMD published "sleeping", then send and kick.
+        while (rig.control.word.load() != kSleeping) {
+            std::this_thread::yield();
+        }
+        std::this_thread::sleep_for(100ms);
+        rig.guest_sends_frame();
+        EXPECT_TRUE(rig.guest_kicks_if_asked());
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_FALSE(rig.pmd->try_sleep(rig.snap));
+    guest.join();
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, 90ms) << "no timeout while kickable";
+    EXPECT_EQ(rig.control.kick_wakeups.get(), 1u);
+    EXPECT_EQ(rig.control.timeouts.get(), 0u);
+}
+
+TEST_P(Idle, ControlWakeEndsTheSleep) {
     SleepRig rig(features(), 10'000'000);
-    std::thread waker([&] {
-        // Wait until the PMD published "sleeping", then kick like the
-        // control thread would.
+    std::thread control([&] {
         while (rig.control.word.load() != kSleeping) {
             std::this_thread::yield();
         }
         std::this_thread::sleep_for(20ms);
-        rig.guest_sends_frame();
-        EXPECT_TRUE(rig.guest_must_kick());
+        EXPECT_TRUE(wake_pmd(rig.control));
+    });
+    EXPECT_FALSE(rig.pmd->try_sleep(rig.snap));
+    control.join();
+    EXPECT_EQ(rig.control.control_wakeups.get(), 1u);
+    EXPECT_EQ(rig.control.kick_wakeups.get(), 0u);
+}
+
+TEST_P(Idle, KicksWhileBusyDoNotEndTheNextSleep) {
+    // Kicks queued while the PMD was awake are drained before it sleeps.
+    SleepRig rig(features(), 20'000);
+    const uint64_t one = 1;
+    ASSERT_EQ(::write(rig.kick.get(), &one, sizeof(one)), 8);
+    std::thread control([&] {
+        while (rig.control.word.load() != kSleeping) {
+            std::this_thread::yield();
+        }
+        std::this_thread::sleep_for(50ms);
         wake_pmd(rig.control);
     });
     const auto t0 = std::chrono::steady_clock::now();
     EXPECT_FALSE(rig.pmd->try_sleep(rig.snap));
-    waker.join();
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
-    EXPECT_EQ(rig.control.kick_wakeups.get(), 1u);
+    control.join();
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, 40ms);
+    EXPECT_EQ(rig.control.kick_wakeups.get(), 0u);
 }
 
-TEST_P(Idle, TimeoutBoundsTheSleep) {
-    SleepRig rig(features(), 20'000); // 20 ms
+TEST_P(Idle, TimeoutBoundsTheSleepOfAPmdThatCannotBeKicked) {
+    SleepRig rig(features(), 20'000, /*kickable=*/false); // 20 ms
     const auto t0 = std::chrono::steady_clock::now();
     EXPECT_TRUE(rig.pmd->try_sleep(rig.snap));
     const auto took = std::chrono::steady_clock::now() - t0;
@@ -188,6 +242,46 @@ TEST_P(Idle, SleepingPmdIsOfflineForQsbr) {
     };
     (void)rig.pmd->try_sleep(rig.snap, hook, &args);
     EXPECT_TRUE(args.synced);
+}
+
+TEST(KickRegistry, RegistersEachRingWithItsPmdAndForgetsRemovedOnes) {
+    PmdControl pmds[2];
+    ASSERT_TRUE(pmds[0].open());
+    ASSERT_TRUE(pmds[1].open());
+    UniqueFd k0(::eventfd(0, EFD_CLOEXEC)), k1(::eventfd(0, EFD_CLOEXEC));
+    RingSlot s0, s1;
+    VhostRings rings;
+    rings.tx.push_back(VhostRings::Ring{{}, &s0, -1, k0.get(), 1, 7});
+    rings.tx.push_back(VhostRings::Ring{{}, &s1, -1, k1.get(), 3, 7});
+    Snapshot snap;
+    snap.sources = {{Source{0, &rings.tx[0], 0}}, {Source{0, &rings.tx[1], 0}, Source{1, nullptr, 0}}};
+    {
+        KickRegistry reg(pmds, 2);
+        reg.update(snap);
+        EXPECT_EQ(reg.registered(), 2u);
+        EXPECT_EQ(snap.kickable, (std::vector<uint8_t>{1, 0})) << "pmd1 also polls a DPDK queue";
+        // A kick on ring 1 reaches pmd1's epoll, not pmd0's.
+        pmds[1].word.store(kSleeping);
+        const uint64_t one = 1;
+        ASSERT_EQ(::write(k1.get(), &one, sizeof(one)), 8);
+        EXPECT_EQ(wait_for_wake(pmds[1], 1'000'000), WakeCause::Kick);
+        EXPECT_EQ(wait_for_wake(pmds[0], 10'000), WakeCause::Timeout);
+        // Ring 1 goes away (and its fd with it); a new generation of ring 0
+        // replaces the old registration.
+        rings.tx[0].generation = 8;
+        snap.sources = {{Source{0, &rings.tx[0], 0}}, {}};
+        reg.update(snap);
+        EXPECT_EQ(reg.registered(), 1u);
+        EXPECT_EQ(snap.kickable, (std::vector<uint8_t>{1, 1})) << "no sources: nothing to time out for";
+        ASSERT_EQ(::write(k1.get(), &one, sizeof(one)), 8);
+        EXPECT_EQ(wait_for_wake(pmds[1], 10'000), WakeCause::Timeout) << "removed ring no longer wakes";
+        ASSERT_EQ(::write(k0.get(), &one, sizeof(one)), 8);
+        EXPECT_EQ(wait_for_wake(pmds[0], 1'000'000), WakeCause::Kick);
+    }
+    // The registry closed its dups: only the test's fds remain.
+    const uint64_t one = 1;
+    ASSERT_EQ(::write(k0.get(), &one, sizeof(one)), 8);
+    EXPECT_EQ(wait_for_wake(pmds[0], 10'000), WakeCause::Timeout);
 }
 
 INSTANTIATE_TEST_SUITE_P(Notification, Idle, ::testing::Values(false, true),

@@ -14,6 +14,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "protocol/wire.hpp"
@@ -608,6 +609,16 @@ TEST(CodecEncode, RequestsRoundTrip) {
         ASSERT_TRUE(is_ok(m));
         EXPECT_EQ(m->request, Request::GetFeatures);
     }
+}
+
+// A std::vector payload is its contents, not the vector object's own bytes
+// (the template overload for wire structs once took it and encoded a
+// pointer and a size).
+TEST(CodecEncode, AVectorPayloadIsEncodedByItsContents) {
+    const std::vector<uint8_t> payload = mem_table_payload(regions(1));
+    const auto bytes = encode_request(Request::SetMemTable, kFlagVersion1, payload);
+    ASSERT_EQ(bytes.size(), sizeof(MsgHeader) + payload.size());
+    EXPECT_EQ(std::memcmp(bytes.data() + sizeof(MsgHeader), payload.data(), payload.size()), 0);
 }
 
 TEST(Wire, RequestNames) {

@@ -6,6 +6,7 @@
 #include "protocol/socket.hpp"
 
 #include <fcntl.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -130,6 +131,54 @@ TEST(ListenUnix, AppliesTheGroup) {
     auto fd = listen_unix(path, options);
     ASSERT_TRUE(is_ok(fd));
     EXPECT_EQ(stat_of(path).st_gid, ::getgid());
+}
+
+// The socket must never be reachable at its path with the umask's
+// permissions (a chmod after bind leaves such a window): it has to appear
+// there by a rename, complete, never be created there. inotify sees every
+// step in the parent directory.
+TEST(ListenUnix, TheSocketAppearsAtItsPathOnlyWithItsFinalModeAndGroup) {
+    TempDir dir;
+    UmaskGuard umask(0);  // bind alone would create it 0777
+    UniqueFd watch(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    ASSERT_TRUE(watch.valid());
+    ASSERT_GE(::inotify_add_watch(watch.get(), dir.path().c_str(),
+                                  IN_CREATE | IN_ATTRIB | IN_MOVED_TO | IN_DELETE),
+              0);
+    const std::string path = dir.file("vm.sock");
+    ListenOptions options;
+    options.mode = 0600;
+    options.group = ::getgid();
+    auto fd = listen_unix(path, options);
+    ASSERT_TRUE(is_ok(fd));
+
+    bool moved_in = false;
+    alignas(inotify_event) char buf[8192];
+    const ssize_t n = ::read(watch.get(), buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    for (ssize_t off = 0; off < n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+        const std::string name = ev->len > 0 ? ev->name : "";
+        if (name == "vm.sock") {
+            EXPECT_EQ(ev->mask & (IN_CREATE | IN_ATTRIB), 0u)
+                << "the socket was created or changed at its final path (mask 0x" << std::hex
+                << ev->mask << ")";
+            moved_in = moved_in || (ev->mask & IN_MOVED_TO) != 0;
+        }
+        off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+    EXPECT_TRUE(moved_in) << "no IN_MOVED_TO for the socket";
+    const struct stat st = stat_of(path);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+    EXPECT_EQ(st.st_gid, ::getgid());
+    EXPECT_TRUE(can_connect(path));
+    // The private directory it was bound in is gone.
+    std::vector<std::string> entries;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+        entries.push_back(e.path().filename().string());
+    }
+    EXPECT_EQ(entries, std::vector<std::string>{"vm.sock"});
 }
 
 TEST(ListenUnix, RefusesWhenALiveListenerHoldsThePath) {
