@@ -39,6 +39,9 @@ void L2Table::learn(const uint8_t* mac, PortId port, uint32_t now) noexcept {
     if (is_multicast(mac)) {
         return; // a group address is never a source
     }
+    if (port == kUnlearnablePort) {
+        return; // port + 1 would not fit in the key's 16 bits (found by fuzz_l2_table)
+    }
     const uint64_t m = pack_mac(mac);
     const uint64_t want = m | (static_cast<uint64_t>(port) + 1) << 48;
     const size_t h = home(m);

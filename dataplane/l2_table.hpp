@@ -22,6 +22,11 @@ namespace vhostd::dataplane {
 using PortId = uint16_t;
 using Mac = std::array<uint8_t, 6>;
 
+// The one PortId the table cannot hold: it stores port + 1 in 16 bits (0
+// means "no entry"), so 0xffff would wrap to 0 and lose its port. learn()
+// ignores it and flush_port() has nothing to do for it.
+inline constexpr PortId kUnlearnablePort = 0xffff;
+
 inline bool is_multicast(const uint8_t* mac) noexcept { return (mac[0] & 1) != 0; }
 
 class L2Table {
@@ -29,7 +34,8 @@ public:
     // `capacity` is rounded up to a power of two.
     L2Table(size_t capacity, uint32_t aging_s);
 
-    // Source MAC seen on `port` at `now_s` (seconds, monotonic).
+    // Source MAC seen on `port` at `now_s` (seconds, monotonic). Multicast
+    // sources and kUnlearnablePort are ignored.
     void learn(const uint8_t* mac, PortId port, uint32_t now_s) noexcept;
     // Port that owns `mac`, if known and not aged out.
     [[nodiscard]] std::optional<PortId> lookup(const uint8_t* mac, uint32_t now_s) const noexcept;

@@ -7,6 +7,11 @@ process group, under a hard timeout, and is killed with its whole group when
 the test ends, however it ends. On failure the logs of every process are
 printed.
 
+A test also fails, after it has run, when any of its processes printed a
+sanitizer report (a build with ASan/UBSan: tools/test's build-san) or when a
+vhostd it started exited with a non-zero status that the test did not
+expect itself (Process.wait_exit).
+
 Usage from a test script:
 
     import harness
@@ -58,6 +63,15 @@ VHOSTD_MEM_MB = "512"
 
 BACKENDS = ("vhostd", "testpmd-vhost")
 
+# The first line of every AddressSanitizer, LeakSanitizer and
+# UndefinedBehaviorSanitizer report.
+SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
+
+
+def sanitizer_reports(text):
+    """The lines of `text` that start a sanitizer report."""
+    return [line for line in text.splitlines() if SANITIZER_REPORT.search(line)]
+
 
 class TestFailure(Exception):
     """A check failed; the message says which and why."""
@@ -106,6 +120,7 @@ class Process:
         self.argv = list(argv)
         self.log_path = log_path
         self.timed_out = False
+        self.exit_checked = False  # wait_exit() checked the exit status
         self._buf = bytearray()
         self._cond = threading.Condition()
         self._eof = False
@@ -218,6 +233,7 @@ class Process:
         self._reader.join(5)
         check(rc == expect_rc, f"{self.name} exited with status {describe_status(rc)}, "
                                f"expected {expect_rc}")
+        self.exit_checked = True
         log(f"{self.name} exited with status {rc}")
         return rc
 
@@ -600,6 +616,23 @@ class Env:
                 stream.write(f"<cannot read: {exc}>\n")
         stream.flush()
 
+    def check_processes(self):
+        """After the processes ended: no sanitizer report from any of them, and
+        every vhostd exited 0 unless the test checked its status itself."""
+        problems = []
+        for proc in self._procs:
+            reports = sanitizer_reports(proc.output())
+            if reports:
+                problems.append(f"{proc.name} (pid {proc.pid}) printed a sanitizer report: "
+                                f"{reports[0].strip()}")
+            is_vhostd = bool(self.vhostd) and proc.argv[0] == self.vhostd
+            rc = proc.popen.poll()
+            if is_vhostd and not proc.exit_checked and rc != 0:
+                problems.append(f"{proc.name} (pid {proc.pid}) exited with status "
+                                f"{describe_status(rc)}")
+        if problems:
+            raise TestFailure("; ".join(problems))
+
     def stop_processes(self):
         """Ends every process still running (whole groups), newest first."""
         for proc in reversed(self._procs):
@@ -677,6 +710,12 @@ def main(test, name=None, extra_args=None, backends=BACKENDS):
         signal.alarm(0)
         try:
             env.stop_processes()
+            if ok:
+                try:
+                    env.check_processes()
+                except TestFailure as exc:
+                    ok = False
+                    print(f"FAIL {name}: {exc}", flush=True)
             if not ok:
                 env.dump_logs()
         finally:

@@ -49,6 +49,26 @@ TEST(L2Table, AllZeroMacIsAnOrdinaryAddress) {
     EXPECT_EQ(lookup(t, zero, 10), PortId{0});
 }
 
+// Found by fuzz_l2_table: port 0xffff packed as port + 1 wrapped to 0, so
+// the all-zero MAC learned there looked like an empty slot, any other MAC
+// lost its port, and flush_port(0xffff) never removed it.
+TEST(L2Table, PortFfffIsNeverLearned) {
+    L2Table t(64, kAging);
+    const Mac zero{};
+    const Mac m = mac(7);
+    t.learn(zero.data(), kUnlearnablePort, 10);
+    t.learn(m.data(), kUnlearnablePort, 10);
+    EXPECT_EQ(t.lookup(zero.data(), 10), std::nullopt);
+    EXPECT_EQ(t.lookup(m.data(), 10), std::nullopt);
+    t.flush_port(kUnlearnablePort);
+    EXPECT_TRUE(t.entries(10).empty());
+    // The port below it is an ordinary port.
+    t.learn(m.data(), kUnlearnablePort - 1, 10);
+    EXPECT_EQ(t.lookup(m.data(), 10), std::optional<PortId>(kUnlearnablePort - 1));
+    t.flush_port(kUnlearnablePort - 1);
+    EXPECT_EQ(t.lookup(m.data(), 10), std::nullopt);
+}
+
 TEST(L2Table, MacMovesToAnotherPort) {
     L2Table t(1024, kAging);
     t.learn(mac(7).data(), 1, 100);

@@ -44,13 +44,42 @@ inline size_t count_maps(const std::string& needle = "") {
     return n;
 }
 
+// Whether AddressSanitizer is built in: its allocator maps and unmaps
+// anonymous memory of its own at any time.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAsan = true;
+#else
+inline constexpr bool kAsan = false;
+#endif
+#else
+inline constexpr bool kAsan = false;
+#endif
+
+// Mappings of a file (the line names a path), as opposed to anonymous memory.
+inline size_t count_file_maps() {
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    size_t n = 0;
+    while (std::getline(maps, line)) {
+        if (line.find(" /") != std::string::npos) {
+            ++n;
+        }
+    }
+    return n;
+}
+
 struct Resources {
     size_t fds = 0;
-    size_t maps = 0;
+    size_t maps = 0;        // all mappings; only those of files under ASan (see kAsan)
     size_t memfd_maps = 0;  // mappings of any memfd
 };
 
-inline Resources resources() { return Resources{count_fds(), count_maps(), count_maps("/memfd:")}; }
+inline Resources resources() {
+    return Resources{count_fds(), kAsan ? count_file_maps() : count_maps(), count_maps("/memfd:")};
+}
 
 // Whether `fd` names an open file in this process.
 inline bool fd_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
