@@ -10,7 +10,6 @@
 #include <spdlog/spdlog.h>
 
 #include "config/config_diff.hpp"
-#include "config/port_check.hpp"
 
 #ifndef VHOSTD_VERSION
 #define VHOSTD_VERSION "unknown"
@@ -99,9 +98,6 @@ Status Daemon::start_endpoint(const config::PortConfig& port) {
 Status Daemon::add_port(const config::PortConfig& port) {
     if (!dataplane_) {
         return make_error(fmt::format("port {}: the daemon is not running", port.name));
-    }
-    if (auto s = config::check_port(port); !s) {
-        return s;
     }
     auto id = dataplane_->add_port(port);
     if (!id) {

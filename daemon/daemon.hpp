@@ -45,9 +45,10 @@ public:
     void shutdown();
 
     // Runtime port changes (control thread; vhostctl port add/del, SIGHUP),
-    // while frames keep flowing on the other ports. add_port checks the
-    // port's own rules (config::check_port) and that its name, socket path
-    // or DPDK device is not in use, opens it in the data plane and, for a
+    // while frames keep flowing on the other ports. `port` comes from the
+    // configuration loader (load_file, or load_port for vhostctl), which
+    // checked the port's own rules; add_port checks that its name, socket
+    // path or DPDK device is not in use, opens it in the data plane and, for a
     // vhost-user port, starts its socket (listening or connecting). On any
     // error nothing is left behind.
     Status add_port(const config::PortConfig& port);

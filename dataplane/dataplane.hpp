@@ -58,8 +58,8 @@ public:
     // Runtime port changes (control thread). add_port checks that the name,
     // and the socket path or DPDK devargs, are not in use by another port,
     // opens the port and publishes it; frames on the other ports keep
-    // flowing. The caller (the daemon) checks the port's own rules first
-    // (config::check_port). A DPDK port needs the EAL, which is started only
+    // flowing. The port's own rules were checked by the configuration
+    // loader that produced it. A DPDK port needs the EAL, which is started only
     // when the configuration given to create() has a DPDK port.
     Result<PortId> add_port(const config::PortConfig& port);
     // Unpublishes the port, waits until no PMD can see it, makes the L2
