@@ -268,11 +268,7 @@ bool Pmd::poll_vhost(const Snapshot& snap, const PortEntry& src, const VhostRing
             }
             break;
         }
-        if (n++ == 0) {
-            // avail.idx was read by this first fetch: start loading the
-            // burst's other descriptors while this frame is switched.
-            virtio::prefetch_chains(vr.ring, st, snap.burst - 1);
-        }
+        ++n;
         const auto frame = virtio::skip_net_header(chain.view(), chain.len, vr.ring.hdr_len);
         uint8_t eth[kEthAddrsLen];
         if (vr.discard) {

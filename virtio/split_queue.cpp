@@ -304,20 +304,6 @@ void enable_notifications(const SplitRing& ring, const QueueState& state, bool e
     }
 }
 
-void prefetch_chains(const SplitRing& ring, const QueueState& state, uint32_t n) noexcept {
-    if (state.broken) {
-        return;
-    }
-    const uint16_t known = static_cast<uint16_t>(state.avail_idx_shadow - state.last_avail_idx);
-    const uint32_t count = std::min<uint32_t>(n, known);
-    for (uint32_t i = 0; i < count; ++i) {
-        // Relaxed: covered by the acquire load of avail.idx that set the shadow.
-        const uint16_t slot = static_cast<uint16_t>(state.last_avail_idx + i) & ring.mask;
-        const uint16_t head = detail::load_relaxed(&ring.avail_ring[slot]);
-        __builtin_prefetch(&ring.desc[head & ring.mask]);
-    }
-}
-
 bool has_pending(const SplitRing& ring, const QueueState& state) noexcept {
     if (state.broken) {
         return false;

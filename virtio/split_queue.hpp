@@ -107,15 +107,6 @@ void flush_used(const SplitRing& ring, QueueState& state) noexcept;
 // or has_pending() sees its new avail.idx — never neither (no lost kick).
 void enable_notifications(const SplitRing& ring, const QueueState& state, bool enable) noexcept;
 
-// A hint, no effect on the queue: asks the CPU to start loading the
-// descriptors of up to `n` chains after the next one, among those already
-// known to be available (up to the avail.idx the last fetch read). The ring
-// entries and descriptors were written by the driver on another CPU; loading
-// them while the current chain is switched hides that transfer. Reads only
-// ring entries below the validated avail.idx, and prefetches masked indices,
-// so a hostile head value costs nothing (the fetch rejects it later).
-void prefetch_chains(const SplitRing& ring, const QueueState& state, uint32_t n) noexcept;
-
 // Re-reads avail.idx: whether chains are available beyond last_avail_idx.
 // False on a broken queue.
 [[nodiscard]] bool has_pending(const SplitRing& ring, const QueueState& state) noexcept;

@@ -397,22 +397,6 @@ TEST_F(Hostile, HeadNotBelowQueueSize) {
     EXPECT_TRUE(reason_has(rig.st, "chain head")) << rig.st.broken_reason;
 }
 
-TEST_F(Hostile, PrefetchingPastAHostileHeadChangesNothing) {
-    // A good chain, then a head that is not below the queue size: the
-    // prefetch hint reads the entry but the fetch still breaks on it.
-    const uint16_t good = rig.drv.send(with_header(pattern(64)));
-    rig.drv.publish(256);
-    ASSERT_EQ(fetch(), FetchStatus::kChain);
-    EXPECT_EQ(chain.head, good);
-    const QueueState before = rig.st;
-    prefetch_chains(rig.ring, rig.st, 32);
-    EXPECT_EQ(rig.st.last_avail_idx, before.last_avail_idx);
-    EXPECT_EQ(rig.st.avail_idx_shadow, before.avail_idx_shadow);
-    EXPECT_FALSE(rig.st.broken);
-    EXPECT_EQ(fetch(), FetchStatus::kBroken);
-    EXPECT_TRUE(reason_has(rig.st, "chain head")) << rig.st.broken_reason;
-}
-
 TEST_F(Hostile, NextNotBelowQueueSize) {
     rig.drv.write_desc(0, buffer(64), 64, kDescFNext, 256);
     rig.drv.publish(0);
