@@ -54,7 +54,6 @@ void signal_guest(int call_fd) noexcept {
     }
 }
 
-// The first 12 bytes of the Ethernet header, wherever the pieces split them.
 // Whether a port can take a frame at all: a vhost-user port needs a connected
 // guest with an enabled RX ring, a DPDK port is always there.
 bool reachable(const PortEntry& port) noexcept {
@@ -64,6 +63,7 @@ bool reachable(const PortEntry& port) noexcept {
     return port.dpdk != nullptr;
 }
 
+// The first 12 bytes of the Ethernet header, wherever the pieces split them.
 bool read_eth_addrs(const virtio::FrameView& frame, uint8_t* out) noexcept {
     const virtio::Piece& first = frame.pieces[0];
     if (first.len - frame.offset >= kEthAddrsLen) {
