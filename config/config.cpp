@@ -18,6 +18,7 @@
 // none of them throws on a node of the type we checked.
 
 #include "config/config.hpp"
+#include "config/yaml_reader.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -41,109 +42,13 @@
 namespace vhostd::config {
 namespace {
 
-using YAML::Node;
-using YAML::NodeType;
-
-constexpr std::size_t kMaxErrors = 20;
-constexpr std::size_t kMaxShownValue = 80;
-// yaml-cpp's tag for a plain (unquoted, untagged) scalar, for a quoted one,
-// and the explicit `!!int`.
-constexpr std::string_view kPlainTag = "?";
-constexpr std::string_view kQuotedTag = "!";
-constexpr std::string_view kIntTag = "tag:yaml.org,2002:int";
-
-const char* describe(const Node& node) {
-    switch (node.Type()) {
-    case NodeType::Undefined:
-        return "nothing";
-    case NodeType::Null:
-        return "null";
-    case NodeType::Scalar:
-        return "a scalar";
-    case NodeType::Sequence:
-        return "a list";
-    case NodeType::Map:
-        return "a mapping";
-    }
-    return "an unknown node";
-}
-
-// A value as it appears in an error: one line, bounded, control bytes escaped,
-// because an error message must stay one line whatever the file contains.
-std::string shown(std::string_view value) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    for (std::size_t i = 0; i < value.size(); ++i) {
-        if (out.size() >= kMaxShownValue) {
-            out += "...";
-            break;
-        }
-        auto c = static_cast<unsigned char>(value[i]);
-        if (c < 0x20 || c == 0x7f) {
-            out += "\\x";
-            out += kHex[c >> 4];
-            out += kHex[c & 0xf];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out;
-}
-
-std::string child(const std::string& path, std::string_view key) {
-    if (path.empty()) {
-        return std::string(key);
-    }
-    return path + "." + std::string(key);
-}
-
-std::string element(const std::string& path, std::size_t index) {
-    return path + "[" + std::to_string(index) + "]";
-}
-
-int line_of(const Node& node) {
-    return node.Mark().is_null() ? 1 : node.Mark().line + 1;
-}
-
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<std::size_t> row(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) {
-        row[j] = j;
-    }
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        std::size_t diagonal = row[0];
-        row[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            std::size_t above = row[j];
-            std::size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
-            row[j] = std::min({above + 1, row[j - 1] + 1, substitute});
-            diagonal = above;
-        }
-    }
-    return row[b.size()];
-}
-
-std::string join(std::span<const std::string_view> words) {
-    std::string out;
-    for (std::string_view w : words) {
-        if (!out.empty()) {
-            out += ", ";
-        }
-        out += w;
-    }
-    return out;
-}
+using namespace yaml;
 
 bool is_port_name_char(char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
            c == '.' || c == '-';
 }
 
-template <typename E>
-struct Choice {
-    std::string_view word;
-    E value;
-};
 
 constexpr std::array<Choice<IdleMode>, 2> kIdleModes{{
     {"poll", IdleMode::Poll},
@@ -165,15 +70,6 @@ constexpr std::array<std::string_view, 7> kLogLevels{
     "trace", "debug", "info", "warn", "error", "critical", "off",
 };
 
-template <typename E, std::size_t N>
-const char* word_of(const std::array<Choice<E>, N>& choices, E value) {
-    for (const auto& c : choices) {
-        if (c.value == value) {
-            return c.word.data();  // the literals above are NUL-terminated
-        }
-    }
-    return "?";
-}
 
 // The keys each mapping may hold.
 constexpr std::array<std::string_view, 9> kTopKeys{
@@ -192,79 +88,15 @@ constexpr std::array<std::string_view, 1> kControlKeys{"socket"};
 constexpr std::array<std::string_view, 3> kSocketKeys{"mode", "group", "allowed_uids"};
 constexpr std::array<std::string_view, 1> kLogKeys{"level"};
 
-// A node and where to point at it in an error. yaml-cpp marks an empty value
-// (`key:` then a newline) at the next token, often on the next line; such a
-// value is pointed at through its key instead.
-struct Value {
-    Value(const Node& n) : node(n), mark(n.Mark()) {}  // NOLINT: implicit on purpose
-    Value(const Node& n, const YAML::Mark& m) : node(n), mark(m) {}
-
-    Node node;
-    YAML::Mark mark;
-};
-
-// One key: value pair of a mapping.
-struct Entry {
-    Entry(const Node& k, const Node& v) : key(k), value(v.IsNull() ? Value(v, k.Mark()) : Value(v)) {}
-
-    Node key;
-    Value value;
-};
-
-// A mapping whose keys have been checked against the schema. Unknown and
-// duplicate keys have already been reported; the first of each known key is
-// kept.
-struct Map {
-    Node node;
-    std::string path;
-    std::vector<std::pair<std::string, Entry>> entries;
-
-    [[nodiscard]] std::optional<Entry> get(std::string_view key) const {
-        for (const auto& [name, entry] : entries) {
-            if (name == key) {
-                return entry;
-            }
-        }
-        return std::nullopt;
-    }
-};
-
-struct Problem {
-    int line;
-    int column;
-    std::string text;
-};
-
-class Loader {
+// The schema: walks vhostd.yaml section by section with the typed readers.
+class Loader : public Reader {
 public:
-    explicit Loader(std::string source) : source_(std::move(source)) { config_.source = source_; }
+    explicit Loader(std::string source) : Reader(std::move(source)) { config_.source = source_; }
 
     Result<Config> load(std::string_view text);
     Result<PortConfig> load_port(std::string_view text);
 
 private:
-    [[nodiscard]] Error collected_errors();
-
-    // --- error reporting -------------------------------------------------
-    void fail(const YAML::Mark& mark, const std::string& field, const std::string& what);
-    void fail(const Value& at, const std::string& field, const std::string& what) {
-        fail(at.mark, field, what);
-    }
-    // For scalars: appends the offending value.
-    void fail_value(const Value& at, const std::string& field, const std::string& what) {
-        fail(at.mark, field, what + " (" + shown(at.node.Scalar()) + ")");
-    }
-
-    // --- typed readers: report and return nullopt on any problem ---------
-    std::optional<Map> read_map(const Value& value, const std::string& path,
-                                std::span<const std::string_view> allowed);
-    bool expect_list(const Value& value, const std::string& field);
-    std::optional<std::string> read_string(const Value& value, const std::string& field);
-    std::optional<uint64_t> read_uint(const Value& value, const std::string& field, uint64_t min,
-                                      uint64_t max);
-    template <typename E, std::size_t N>
-    std::optional<E> read_choice(const Value& value, const std::string& field,
-                                 const std::array<Choice<E>, N>& choices);
     std::optional<std::string> read_socket_path(const Value& value, const std::string& field);
 
     // --- sections ----------------------------------------------------------
@@ -281,10 +113,7 @@ private:
     void parse_log(const Value& value);
     void parse_metrics(const Value& value);
 
-    std::string source_;
     Config config_;
-    std::vector<Problem> problems_;
-    std::size_t dropped_ = 0;
 
     // Cross-section state.
     std::optional<Value> switch_mode_node_;  // set when switch.mode is in the file
@@ -294,147 +123,6 @@ private:
     std::optional<Value> control_socket_node_;
     std::vector<std::pair<Value, std::string>> port_path_nodes_;  // (path node, its field)
 };
-
-void Loader::fail(const YAML::Mark& mark, const std::string& field, const std::string& what) {
-    if (problems_.size() >= kMaxErrors) {
-        ++dropped_;
-        return;
-    }
-    int line = mark.is_null() ? 1 : mark.line + 1;
-    int column = mark.is_null() ? 1 : mark.column + 1;
-    std::string text = source_ + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " +
-                       (field.empty() ? std::string("(top level)") : field) + ": " + what;
-    problems_.push_back(Problem{line, column, std::move(text)});
-}
-
-std::optional<Map> Loader::read_map(const Value& value, const std::string& path,
-                                    std::span<const std::string_view> allowed) {
-    const Node& node = value.node;
-    if (!node.IsMap()) {
-        fail(value, path, std::string("expected a mapping, got ") + describe(node));
-        return std::nullopt;
-    }
-    Map map{node, path, {}};
-    for (const auto& pair : node) {
-        // Copies of the handles (cheap): the iterator's value is a temporary.
-        const Node key = pair.first;
-        const Node item = pair.second;
-        if (!key.IsScalar()) {
-            fail(key, path, std::string("keys must be plain words, got ") + describe(key));
-            continue;
-        }
-        const std::string& name = key.Scalar();
-        std::string field = child(path, name);
-        if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-            std::string what = "unknown key";
-            std::string_view best;
-            // Suggest only near misses: a typo or two, or a shortened word.
-            std::size_t best_distance = 3;
-            for (std::string_view candidate : allowed) {
-                std::size_t d = edit_distance(name, candidate);
-                bool shortened = name.size() >= 3 && candidate.starts_with(name);
-                if (d < best_distance || (best.empty() && shortened)) {
-                    best_distance = d;
-                    best = candidate;
-                }
-            }
-            if (!best.empty()) {
-                what += ", did you mean '" + std::string(best) + "'?";
-            }
-            what += " (allowed here: " + join(allowed) + ")";
-            fail(key, shown(field), what);
-            continue;
-        }
-        if (auto first = map.get(name)) {
-            fail(key, field,
-                 "duplicate key, first given at line " + std::to_string(line_of(first->key)));
-            continue;
-        }
-        map.entries.emplace_back(name, Entry(key, item));
-    }
-    return map;
-}
-
-bool Loader::expect_list(const Value& value, const std::string& field) {
-    const Node& node = value.node;
-    if (!node.IsSequence()) {
-        fail(value, field, std::string("expected a list, got ") + describe(node));
-        return false;
-    }
-    return true;
-}
-
-std::optional<std::string> Loader::read_string(const Value& value, const std::string& field) {
-    const Node& node = value.node;
-    if (!node.IsScalar()) {
-        fail(value, field, std::string("expected a string, got ") + describe(node));
-        return std::nullopt;
-    }
-    return node.Scalar();
-}
-
-std::optional<uint64_t> Loader::read_uint(const Value& value, const std::string& field, uint64_t min,
-                                          uint64_t max) {
-    const Node& node = value.node;
-    std::string range = std::to_string(min) + ".." + std::to_string(max);
-    if (!node.IsScalar()) {
-        fail(value, field, "expected an integer " + range + ", got " + describe(node));
-        return std::nullopt;
-    }
-    const std::string& text = node.Scalar();
-    if (node.Tag() == kQuotedTag) {
-        fail_value(value, field, "expected an integer, got a quoted string");
-        return std::nullopt;
-    }
-    if (node.Tag() != kPlainTag && node.Tag() != kIntTag) {
-        fail_value(value, field, "expected an integer, got a value tagged " + shown(node.Tag()));
-        return std::nullopt;
-    }
-    if (!text.empty() && text[0] == '-') {
-        fail_value(value, field, "must not be negative, must be " + range);
-        return std::nullopt;
-    }
-    bool digits = !text.empty() && std::all_of(text.begin(), text.end(),
-                                               [](char c) { return c >= '0' && c <= '9'; });
-    if (!digits) {
-        fail_value(value, field, "expected a decimal integer " + range);
-        return std::nullopt;
-    }
-    // YAML 1.1 reads a leading 0 as octal, YAML 1.2 does not; refuse to guess.
-    if (text.size() > 1 && text[0] == '0') {
-        fail_value(value, field, "has a leading zero, which YAML 1.1 reads as octal; write it without");
-        return std::nullopt;
-    }
-    uint64_t number = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
-    if (ec != std::errc() || end != text.data() + text.size() || number < min || number > max) {
-        fail_value(value, field, "out of range, must be " + range);
-        return std::nullopt;
-    }
-    return number;
-}
-
-template <typename E, std::size_t N>
-std::optional<E> Loader::read_choice(const Value& value, const std::string& field,
-                                     const std::array<Choice<E>, N>& choices) {
-    const Node& node = value.node;
-    std::string words;
-    for (const auto& c : choices) {
-        words += words.empty() ? "" : ", ";
-        words += c.word;
-    }
-    if (!node.IsScalar()) {
-        fail(value, field, "expected one of " + words + ", got " + describe(node));
-        return std::nullopt;
-    }
-    for (const auto& c : choices) {
-        if (node.Scalar() == c.word) {
-            return c.value;
-        }
-    }
-    fail_value(value, field, "must be one of " + words);
-    return std::nullopt;
-}
 
 std::optional<std::string> Loader::read_socket_path(const Value& value, const std::string& field) {
     auto path = read_string(value, field);
@@ -985,22 +673,6 @@ Result<PortConfig> Loader::load_port(std::string_view text) {
     return collected_errors();
 }
 
-Error Loader::collected_errors() {
-    std::stable_sort(problems_.begin(), problems_.end(), [](const Problem& a, const Problem& b) {
-        return a.line != b.line ? a.line < b.line : a.column < b.column;
-    });
-    std::string message;
-    for (const Problem& p : problems_) {
-        if (!message.empty()) {
-            message += '\n';
-        }
-        message += p.text;
-    }
-    if (dropped_ > 0) {
-        message += "\n" + source_ + ": " + std::to_string(dropped_) + " more error(s) not shown";
-    }
-    return Error{std::move(message)};
-}
 
 std::string errno_text(int err) {
     return std::generic_category().message(err);
