@@ -224,9 +224,10 @@ def main(argv):
     print()
     print(report.format_text(rows))
     print()
-    print("Drops are summed over the runs' windows. Empty-poll share: not exported by vhostd "
-          "yet;\nthe worker columns are the busy-polling thread's on-CPU and runnable-but-"
-          "waiting\nshares of the window (/proc/PID/task/TID/schedstat).")
+    print("Drops are summed over the runs' windows. Empty polls: the share of polls that found\n"
+          "nothing (vhostd: PMD poll rounds over all its queues; testpmd: RX bursts). The worker\n"
+          "columns are the busy-polling thread's on-CPU and runnable-but-waiting shares of the\n"
+          "window (/proc/PID/task/TID/schedstat).")
     if not opts.no_doc:
         report.write_doc(opts.doc, report.results_section(meta, opts.case_list, results, rows))
         say(f"results written to {opts.doc}")

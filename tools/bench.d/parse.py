@@ -201,6 +201,15 @@ def pmd_delta(before, after):
             for pmd, end in after.items()}
 
 
+def pmd_poll_summary(delta):
+    """Over all PMDs of a pmd_delta(): poll rounds and the share that found no work (0..1)."""
+    busy = sum(d["busy"] for d in delta.values())
+    empty = sum(d["empty"] for d in delta.values())
+    if not busy + empty:
+        return None
+    return {"polls": busy + empty, "empty_share": empty / (busy + empty)}
+
+
 def process_cpu(pid: int) -> dict[int, dict]:
     """Every thread of `pid`: {tid: {"comm", "cpu_s" (utime+stime from
     /proc/PID/task/TID/stat), "run_s" (on-CPU time from schedstat, ns precision)}}.

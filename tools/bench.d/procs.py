@@ -166,28 +166,35 @@ class VhostdBackend:
             self.proc.expect(rf"port p{i}: 2 ring\(s\) live", timeout,
                              what=f"both rings of p{i} live")
 
-    def counters(self, timeout=REPLY_S):
-        """SIGUSR1 and the stats lines it logs: {(port, vringN): counters}."""
+    def snapshot(self, timeout=REPLY_S):
+        """SIGUSR1 and the stats lines it logs: ({(port, vringN): counters},
+        {"pmd0": PMD counters, ...})."""
         self.check_alive()
         since = self.proc.mark()
         os.kill(self.proc.pid, signal.SIGUSR1)
         want = 2 * self.nports
-        ok = harness.wait_for(
-            lambda: parse.count_vhostd_stats_lines(self.proc.output(since)) >= want, timeout)
+
+        def logged():
+            text = self.proc.output(since)
+            return parse.count_vhostd_stats_lines(text) >= want and parse.vhostd_pmd_stats(text)
+
+        ok = harness.wait_for(logged, timeout)
         harness.check(ok, f"vhostd logged no statistics within {timeout} s of SIGUSR1")
-        return parse.vhostd_stats(self.proc.output(since))
+        text = self.proc.output(since)
+        return parse.vhostd_stats(text), parse.vhostd_pmd_stats(text)[-1]
 
     def window_begin(self):
-        self._before = self.counters()
+        self._before = self.snapshot()
 
     def window_end(self):
-        """Counter increase over the window, and the drops in it."""
-        delta = parse.vhostd_delta(self._before, self.counters())
+        """Counter increase over the window, the drops in it and the PMDs' polls."""
+        queues, pmds = self.snapshot()
+        delta = parse.vhostd_delta(self._before[0], queues)
         drops = {k: sum(q[k] for q in delta.values())
                  for k in ("no_buffer", "too_big", "broken", "no_route", "errors")}
         return {"queues": {f"{p}/{q}": c for (p, q), c in delta.items()}, "drops": drops,
                 "drop_total": sum(drops.values()),
-                "polls": None}  # vhostd does not export its empty-poll count yet
+                "polls": parse.pmd_poll_summary(parse.pmd_delta(self._before[1], pmds))}
 
     def threads(self):
         return parse.thread_times(self.proc.pid, self.worker)

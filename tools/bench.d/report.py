@@ -94,13 +94,13 @@ def throughput_rows(rows):
 def health_rows(rows):
     """Table 2: drops, empty polls and where the CPU time went (medians over runs)."""
     out = [["case", "drops A: peer TX-dropped / vhostd", "drops B: peer TX-dropped / B TX-dropped",
-            "empty polls A pmd0", "empty polls B worker", "empty polls peer (A; B)",
+            "empty polls A PMD", "empty polls B worker", "empty polls peer (A; B)",
             "on-CPU / waiting A pmd0", "on-CPU / waiting B worker",
             "on-CPU / waiting peer (A; B)"]]
     for row in rows:
         a, b = row["by"]["A"], row["by"]["B"]
         out.append([row["case"].name, _drops(a), _drops(b),
-                    "not exported" if "median" in a else "–", _pct(b.get("be_empty")),
+                    _pct(a.get("be_empty")), _pct(b.get("be_empty")),
                     f"{_pct(a.get('peer_empty'))}; {_pct(b.get('peer_empty'))}",
                     _cpu(a, "be"), _cpu(b, "be"),
                     f"{_cpu(a, 'peer')}; {_cpu(b, 'peer')}"])

@@ -105,10 +105,10 @@ class ParseTest(unittest.TestCase):
 
 
 PMD = """
-2026-11-26T09:08:52.186 info stats pmd0 cpu 1: polls busy 2202 empty 11230753 (empty share 100.0%), sleeps 10654, woken 1944, timeouts 8709, back-outs 0
+2026-11-26T09:08:52.186 info stats pmd0 cpu 1: polls busy 2202 empty 11230753 (empty share 100.0%), sleeps 10654, woken 1944 (by control 3), timeouts 8709, back-outs 0
 2026-11-26T09:08:52.187 info stats p0 vring0: rx 0 pkts 0 bytes, tx 2202 pkts 140928 bytes, drops: no_buffer 0 too_big 0 broken 0 no_route 0, errors 0
-2026-11-26T09:08:53.186 info stats pmd0 cpu 1: polls busy 2300 empty 11230800 (empty share 100.0%), sleeps 10700, woken 1990, timeouts 8710, back-outs 1
-2026-11-26T09:08:53.186 info stats pmd1 cpu 2: polls busy 5 empty 6 (empty share 54.5%), sleeps 7, woken 8, timeouts 9, back-outs 10
+2026-11-26T09:08:53.186 info stats pmd0 cpu 1: polls busy 2300 empty 11230800 (empty share 100.0%), sleeps 10700, woken 1990 (by control 3), timeouts 8710, back-outs 1
+2026-11-26T09:08:53.186 info stats pmd1 cpu 2: polls busy 5 empty 6 (empty share 54.5%), sleeps 7, woken 8 (by control 0), timeouts 9, back-outs 10
 """
 
 
@@ -122,6 +122,10 @@ class IdleParseTest(unittest.TestCase):
         self.assertEqual(d["pmd0"]["woken"], 46)
         self.assertEqual(d["pmd0"]["busy"], 98)
         self.assertEqual(d["pmd1"]["timeouts"], 9)
+        polls = parse.pmd_poll_summary(d)
+        self.assertEqual(polls["polls"], 98 + 47 + 5 + 6)
+        self.assertAlmostEqual(polls["empty_share"], (47 + 6) / (98 + 47 + 5 + 6))
+        self.assertIsNone(parse.pmd_poll_summary({"pmd0": dict.fromkeys(d["pmd0"], 0)}))
 
     def test_process_cpu_delta(self):
         a = {10: {"comm": "vhostd", "cpu_s": 1.0, "run_s": 1.0},
