@@ -57,7 +57,10 @@ itself (xconnect [p0, p0]), its PMD pinned to CPU 1; the peers run on CPU 0.
               --seconds with a virtio-user peer attached (dpdk-testpmd at its
               prompt: port started, no traffic).
   wake        round trips of single frames (tools/vhost-ping) after idle
-              gaps of 1 ms, 10 ms and 1 s: p50 / p99 / max.
+              gaps of 1 ms, 10 ms and 1 s: p50 / p99 / max. Beside them, in
+              the adaptive runs, the host's wake floor after the same gaps
+              (tools/wake-floor: a thread on CPU 1 asleep in epoll_pwait2 on
+              an eventfd, woken from CPU 0, no vhostd involved).
   throughput  the full-load loop of `tools/bench` (testpmd io forwarding,
               start tx_first 32, 64-byte frames): Mpps, adaptive / poll.
 
@@ -71,7 +74,7 @@ examples:
   tools/bench idle --quick              # smoke test, well under a minute; writes no doc
   tools/bench idle --parts wake --gaps 1000:5000 --runs 5 --no-doc
 
-Build vhostd and vhost-ping for measurements first:
+Build vhostd, vhost-ping and wake-floor for measurements first:
   meson setup build-bench --buildtype=release -Dtests=false && ninja -C build-bench
 
 Exit status: 0 when every part produced numbers, 1 when one did not, 2 on usage errors.
@@ -144,6 +147,8 @@ def parse_args(argv):
                    help="vhostd binary (default build-bench/daemon/vhostd, a release build)")
     p.add_argument("--vhost-ping", default=None,
                    help="vhost-ping binary (default: tools/vhost-ping in vhostd's build folder)")
+    p.add_argument("--wake-floor", default=None,
+                   help="wake-floor binary (default: tools/wake-floor in vhostd's build folder)")
     p.add_argument("--testpmd", default=shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd",
                    help="dpdk-testpmd binary")
     p.add_argument("--doc", default=os.path.join(ROOT, "docs", "performance.md"),
@@ -183,6 +188,11 @@ def parse_args(argv):
     if "wake" in opts.part_list and not os.access(opts.vhost_ping, os.X_OK):
         p.error(f"vhost-ping binary not found: {opts.vhost_ping}\n  build it: ninja -C "
                 f"{os.path.dirname(os.path.dirname(opts.vhost_ping))} tools/vhost-ping")
+    if opts.wake_floor is None:
+        opts.wake_floor = os.path.join(os.path.dirname(opts.vhost_ping), "wake-floor")
+    if "wake" in opts.part_list and not os.access(opts.wake_floor, os.X_OK):
+        p.error(f"wake-floor binary not found: {opts.wake_floor}\n  build it: ninja -C "
+                f"{os.path.dirname(os.path.dirname(opts.wake_floor))} tools/wake-floor")
     if not os.access(opts.testpmd, os.X_OK):
         p.error(f"dpdk-testpmd not found: {opts.testpmd} (Debian package 'dpdk')")
     if (os.cpu_count() or 1) < 2:
@@ -199,15 +209,7 @@ def _sub_opts(opts, mode, seconds, warmup):
 
 def pmd_stats(backend):
     """SIGUSR1 to vhostd; its per-PMD counters: {"pmd0": {...}}."""
-    backend.check_alive()
-    since = backend.proc.mark()
-    os.kill(backend.proc.pid, signal.SIGUSR1)
-    ok = harness.wait_for(
-        lambda: parse.vhostd_pmd_stats(backend.proc.output(since)) and
-        parse.count_vhostd_stats_lines(backend.proc.output(since)) >= 2 * backend.nports,
-        procs.REPLY_S)
-    harness.check(ok, f"vhostd logged no statistics within {procs.REPLY_S} s of SIGUSR1")
-    return parse.vhostd_pmd_stats(backend.proc.output(since))[-1]
+    return backend.snapshot()[1]
 
 
 def _cpu_stat():
@@ -322,6 +324,25 @@ def run_ping(ctx, opts, sock, gap_us, frames, label):
             "self_stalled": sum(1 for x in selfs if x > 0), "summary": summary}
 
 
+def run_floor(ctx, opts, gap_us, frames, label):
+    """tools/wake-floor: the host's own wake-up cost after the same gaps, with
+    the waiter on vhostd's PMD CPU and the sender on vhost-ping's."""
+    samples = ctx.path(f"floor-{gap_us}.samples")
+    watchdog = int(frames * (gap_us / 1e6 + 0.01) + 60)
+    argv = [opts.wake_floor, "--waiter-cpu", "1", "--sender-cpu", "0", "--gap-us", str(gap_us),
+            "--count", str(frames), "--json", "--samples", samples]
+    proc = harness.Process(f"floor-{label}", argv, ctx.path(f"floor-{gap_us}.log"),
+                           timeout=watchdog)
+    ctx.register(proc)
+    rc = proc.wait(watchdog + 5)
+    harness.check(rc == 0, f"wake-floor ({label} gaps) exited {harness.describe_status(rc)}")
+    with open(samples) as f:
+        v = sorted(parse.ping_samples(f.read())[0])
+    harness.check(len(v) == frames, f"wake-floor ({label} gaps) measured {len(v)} of {frames}")
+    return {"p50": parse.percentile(v, 0.5) / 1e3, "p99": parse.percentile(v, 0.99) / 1e3,
+            "max": v[-1] / 1e3}
+
+
 def run_wake(opts, mode, index, workdir):
     """Round trips after idle gaps, one vhost-ping per gap, one vhostd for all."""
     name = f"wake-{mode}-{index}"
@@ -345,6 +366,10 @@ def run_wake(opts, mode, index, workdir):
             if v:
                 r["p50"], r["p99"], r["max"] = (parse.percentile(v, 0.5) / 1e3,
                                                 parse.percentile(v, 0.99) / 1e3, v[-1] / 1e3)
+            if mode == "adaptive":
+                # Right after the round trips, with vhostd idle: what waking any
+                # sleeping thread on the PMD's CPU costs here.
+                r["floor"] = run_floor(ctx, opts, gap_us, frames, gap_label(gap_us))
             res["gaps"].append(r)
             if r["lost"]:
                 res["notes"].append(f"{gap_label(gap_us)} gaps: {r['lost']} of {frames} frames "
@@ -451,6 +476,13 @@ def summarize(opts, results):
                     "max": max(g["max"] for g in runs),
                     "per_run": [(g["p50"], g["p99"], g["max"], g.get("pmd_wait_ms"))
                                 for g in runs]}
+                floors = [g["floor"] for g in runs if "floor" in g]
+                if floors:
+                    out["wake"][gap_us]["floor"] = {
+                        "runs": len(floors),
+                        "p50": statistics.median(f["p50"] for f in floors),
+                        "p99": statistics.median(f["p99"] for f in floors),
+                        "max": max(f["max"] for f in floors)}
         if wake:
             out.setdefault("wake_pmd", {})[mode] = {
                 k: sum(r["pmd"].get(k, 0) for r in wake) for k in ("sleeps", "woken", "timeouts",
@@ -508,7 +540,7 @@ def tables(opts, summary):
     if wake:
         rows = [["idle gap", "frames per mode", "poll: p50 / p99 / max µs",
                  "adaptive: p50 / p99 / max µs", "p50, p99 adaptive − poll",
-                 "lost (poll; adaptive)", "target"]]
+                 "host wake floor: p50 / p99 / max µs", "lost (poll; adaptive)", "target"]]
         for gap_us, _f in opts.gap_list:
             w = wake.get(gap_us, {})
             p, a = w.get("poll"), w.get("adaptive")
@@ -523,9 +555,13 @@ def tables(opts, summary):
                 target = f"≤ +{WAKE_TARGET_US:.0f} µs {_verdict(d <= WAKE_TARGET_US)}"
             n = max((s["sent"] for s in (p, a) if s), default=0)
             rows.append([gap_label(gap_us), str(n), cell(p), cell(a), delta,
+                         cell(w.get("floor")),
                          f"{p['lost'] if p else '–'}; {a['lost'] if a else '–'}", target])
         out.append(("Round trip of a single frame after an idle gap (vhost-ping, 64 B): medians "
-                    "of the per-run p50 and p99, max over all runs", rows))
+                    "of the per-run p50 and p99, max over all runs. Host wake floor: "
+                    "tools/wake-floor after the same gaps, no vhostd involved (one thread on "
+                    "CPU 1 asleep in epoll_pwait2 on an eventfd, woken from CPU 0): the part "
+                    "of a wake-up no back-end can avoid on this machine", rows))
     tput = summary["throughput"]
     if tput:
         rows = [["case", "runs poll+adaptive", "poll Mpps: median (min–max)",
@@ -681,7 +717,7 @@ def main(argv):
     command = "tools/bench idle" + ("" if not argv else " " + shlex.join(argv))
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": command,
             "load_start": report.loadavg(), "machine": report.machine(ROOT, opts.vhostd),
-            "vhost_ping": opts.vhost_ping}
+            "vhost_ping": opts.vhost_ping, "wake_floor": opts.wake_floor}
     stat0 = _cpu_stat()
     say(f"{command}: parts {', '.join(opts.part_list)} x modes {'/'.join(opts.mode_list)}; "
         f"{opts.runs} run(s) of cpu/wake, {opts.tput_runs} of throughput; work folder {workdir}")
