@@ -606,22 +606,6 @@ def wake_runs_table(opts, summary):
     return rows if len(rows) > 1 else None
 
 
-def _text(t):
-    widths = [max(len(r[i]) for r in t) for i in range(len(t[0]))]
-    lines = []
-    for n, r in enumerate(t):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _markdown(t):
-    lines = ["| " + " | ".join(t[0]) + " |", "|" + "---|" * len(t[0])]
-    lines += ["| " + " | ".join(r) + " |" for r in t[1:]]
-    return "\n".join(lines)
-
-
 def notes(results):
     out = [f"{r['name']}: {n}" for r in results for n in r["notes"]]
     out += [f"{r['name']}: FAILED: {r['error']}" for r in results if not r["ok"]]
@@ -645,11 +629,11 @@ def doc_section(meta, opts, summary, results):
         lines.append(f"* **Preliminary: the machine was busy with other work** (1-min load up "
                      f"to {max(loads):.1f} on {m['ncpu']} CPUs).")
     for title, rows in tables(opts, summary):
-        lines += ["", f"{title}:", "", _markdown(rows)]
+        lines += ["", f"{title}:", "", report.markdown_table(rows)]
     per_run = wake_runs_table(opts, summary)
     if per_run:
         lines += ["", "Wake-up runs one by one (run order; modes alternate):", "",
-                  _markdown(per_run)]
+                  report.markdown_table(per_run)]
     wp = summary.get("wake_pmd", {}).get("adaptive")
     if wp:
         lines += ["", f"Adaptive wake runs, pmd0 over all gaps: sleeps {wp['sleeps']}, woken by a "
@@ -763,12 +747,12 @@ def main(argv):
     print()
     for title, rows in tables(opts, summary):
         print(f"{title}:\n")
-        print(_text(rows))
+        print(report.text_table(rows))
         print()
     per_run = wake_runs_table(opts, summary)
     if per_run:
         print("Wake-up runs one by one:\n")
-        print(_text(per_run))
+        print(report.text_table(per_run))
         print()
     for n in notes(results):
         print(f"note: {n}")

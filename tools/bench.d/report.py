@@ -107,7 +107,8 @@ def health_rows(rows):
     return out
 
 
-def _text(t):
+def text_table(t):
+    """rows[0] is the header: aligned columns under a rule."""
     widths = [max(len(r[i]) for r in t) for i in range(len(t[0]))]
     lines = []
     for n, r in enumerate(t):
@@ -117,18 +118,19 @@ def _text(t):
     return "\n".join(lines)
 
 
-def _markdown(t):
+def markdown_table(t):
+    """rows[0] is the header: a Markdown table."""
     lines = ["| " + " | ".join(t[0]) + " |", "|" + "---|" * len(t[0])]
     lines += ["| " + " | ".join(r) + " |" for r in t[1:]]
     return "\n".join(lines)
 
 
 def format_text(rows):
-    return _text(throughput_rows(rows)) + "\n\n" + _text(health_rows(rows))
+    return text_table(throughput_rows(rows)) + "\n\n" + text_table(health_rows(rows))
 
 
 def format_markdown(rows):
-    return _markdown(throughput_rows(rows)) + "\n\n" + _markdown(health_rows(rows))
+    return markdown_table(throughput_rows(rows)) + "\n\n" + markdown_table(health_rows(rows))
 
 
 def per_run_markdown(cases, results):
