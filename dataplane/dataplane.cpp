@@ -462,10 +462,21 @@ void Dataplane::log_stats() const {
         const uint64_t idle = c.idle_polls.get();
         const double empty = busy + idle == 0 ? 0.0 : 100.0 * static_cast<double>(idle) /
                                                           static_cast<double>(busy + idle);
+        // TSC cycles spent in iterations that found work and in the others
+        // (sleeps included): busy cycles per frame is the PMD's cost per
+        // frame whatever the load, which tools/bench compares.
+        const uint64_t busy_cycles = c.busy_cycles.get();
+        const uint64_t idle_cycles = c.idle_cycles.get();
+        const double busy_time = busy_cycles + idle_cycles == 0
+                                     ? 0.0
+                                     : 100.0 * static_cast<double>(busy_cycles) /
+                                           static_cast<double>(busy_cycles + idle_cycles);
         spdlog::info("stats pmd{} cpu {}: polls busy {} empty {} (empty share {:.1f}%), sleeps {}, "
-                     "woken {} (by control {}), timeouts {}, back-outs {}",
+                     "woken {} (by control {}), timeouts {}, back-outs {}, cycles busy {} idle {} "
+                     "(busy share {:.1f}%)",
                      i, cfg_.pmd_cores[i], busy, idle, empty, c.sleeps.get(), c.kick_wakeups.get(),
-                     c.control_wakeups.get(), c.timeouts.get(), c.backouts.get());
+                     c.control_wakeups.get(), c.timeouts.get(), c.backouts.get(), busy_cycles, idle_cycles,
+                     busy_time);
     }
     for (const auto& rec : ports_) {
         if (!rec) {

@@ -158,7 +158,12 @@ def describe(res):
     if res.get("peer_polls"):
         polls += f", peer empty polls {100 * res['peer_polls']['empty_share']:.0f}%"
     if be.get("polls"):
-        polls += f", back-end empty polls {100 * be['polls']['empty_share']:.0f}%"
+        bp = be["polls"]
+        polls += f", back-end empty polls {100 * bp['empty_share']:.0f}%"
+        if bp.get("busy_share") is not None:
+            polls += f", busy {100 * bp['busy_share']:.0f}% of the time"
+        if bp.get("cycles_per_frame"):
+            polls += f", {bp['cycles_per_frame']:.0f} busy cycles/frame"
     return (f"{res['median_pps'] / 1e6:.3f} Mpps median ({res['counter_pps'] / 1e6:.3f} by "
             f"counters), {res['bytes_per_packet']:.0f} B/frame, peer TX-dropped "
             f"{res['peer_tx_dropped']}, back-end drops {be['drops']}{cpu}{polls}")
@@ -225,9 +230,12 @@ def main(argv):
     print(report.format_text(rows))
     print()
     print("Drops are summed over the runs' windows. Empty polls: the share of polls that found\n"
-          "nothing (vhostd: PMD poll rounds over all its queues; testpmd: RX bursts). The worker\n"
-          "columns are the busy-polling thread's on-CPU and runnable-but-waiting shares of the\n"
-          "window (/proc/PID/task/TID/schedstat).")
+          "nothing (vhostd: PMD poll rounds over all its queues; testpmd: RX bursts). Busy time and\n"
+          "busy cycles/frame: TSC cycles of the loop iterations that found work (vhostd's PMD\n"
+          "counters; testpmd --record-core-cycles), as a share of the window and per frame taken\n"
+          "in; B÷A cycles > 1 means vhostd spends fewer cycles per frame. The worker columns are\n"
+          "the busy-polling thread's on-CPU and runnable-but-waiting shares of the window\n"
+          "(/proc/PID/task/TID/schedstat).")
     if not opts.no_doc:
         report.write_doc(opts.doc, report.results_section(meta, opts.case_list, results, rows))
         say(f"results written to {opts.doc}")

@@ -171,14 +171,17 @@ def thread_shares(before, after, wall_s):
 
 # vhostd's per-PMD line, on SIGUSR1 and at exit (Dataplane::log_stats):
 # "stats pmd0 cpu 1: polls busy N empty N (empty share X%), sleeps N, woken N
-#  (by control N), timeouts N, back-outs N".
+#  (by control N), timeouts N, back-outs N, cycles busy N idle N (busy share X%)".
+# Lines from before the cycles were logged read 0 cycles.
 _VHOSTD_PMD = re.compile(
     r"stats (?P<pmd>pmd\d+) cpu (?P<cpu>\d+): polls busy (?P<busy>\d+) empty (?P<empty>\d+) "
     r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+) "
     r"\(by control (?P<control_woken>\d+)\), "
-    r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)")
+    r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)"
+    r"(?:, cycles busy (?P<busy_cycles>\d+) idle (?P<idle_cycles>\d+))?")
 
-VHOSTD_PMD_COUNTERS = ("busy", "empty", "sleeps", "woken", "timeouts", "backouts")
+VHOSTD_PMD_COUNTERS = ("busy", "empty", "sleeps", "woken", "timeouts", "backouts", "busy_cycles",
+                       "idle_cycles")
 
 
 def vhostd_pmd_stats(text: str) -> list[dict[str, dict[str, int]]]:
@@ -191,7 +194,7 @@ def vhostd_pmd_stats(text: str) -> list[dict[str, dict[str, int]]]:
     for m in _VHOSTD_PMD.finditer(text):
         if m["pmd"] == "pmd0" or not blocks:
             blocks.append({})
-        blocks[-1][m["pmd"]] = {k: int(m[k]) for k in ("cpu", *VHOSTD_PMD_COUNTERS)}
+        blocks[-1][m["pmd"]] = {k: int(m[k] or 0) for k in ("cpu", *VHOSTD_PMD_COUNTERS)}
     return blocks
 
 
@@ -202,12 +205,38 @@ def pmd_delta(before, after):
 
 
 def pmd_poll_summary(delta):
-    """Over all PMDs of a pmd_delta(): poll rounds and the share that found no work (0..1)."""
+    """Over all PMDs of a pmd_delta(): poll rounds, the share that found no
+    work (0..1), the TSC cycles spent in rounds that found work and their share
+    of all cycles (busy_share, 0..1; None without cycle counts)."""
     busy = sum(d["busy"] for d in delta.values())
     empty = sum(d["empty"] for d in delta.values())
     if not busy + empty:
         return None
-    return {"polls": busy + empty, "empty_share": empty / (busy + empty)}
+    busy_cycles = sum(d["busy_cycles"] for d in delta.values())
+    all_cycles = busy_cycles + sum(d["idle_cycles"] for d in delta.values())
+    return {"polls": busy + empty, "empty_share": empty / (busy + empty),
+            "busy_cycles": busy_cycles,
+            "busy_share": busy_cycles / all_cycles if all_cycles else None}
+
+
+# testpmd with --record-core-cycles, after the forward statistics: "CPU
+# cycles/packet=257.28 (total cycles=7672012823 / total io packets=29819264)
+# at 2600 MHz Clock". DPDK 22.11 counts only the cycles of forwarding
+# iterations that received something (an empty poll returns before the end
+# timestamp), like vhostd's busy cycles.
+_CORE_CYCLES = re.compile(r"CPU cycles/packet=[\d.]+ \(total cycles=(?P<cycles>\d+) / total "
+                          r"\w+ packets=(?P<packets>\d+)\) at (?P<mhz>\d+) MHz Clock")
+
+
+def testpmd_core_cycles(text: str):
+    """The last --record-core-cycles line in `text`: {"busy_cycles", "packets",
+    "hz"}, or None."""
+    found = list(_CORE_CYCLES.finditer(text))
+    if not found:
+        return None
+    m = found[-1]
+    return {"busy_cycles": int(m["cycles"]), "packets": int(m["packets"]),
+            "hz": int(m["mhz"]) * 1_000_000}
 
 
 def process_cpu(pid: int) -> dict[int, dict]:

@@ -37,6 +37,7 @@ class Testpmd(harness.Testpmd):
         # methods (wait_prompt, command, link_status, wait_link_up, quit) are
         # reused here.
         harness.Process.__init__(self, name, argv, log_path, stdin=True, timeout=timeout)
+        self.core_cycles = None  # fwd_stats(core_cycles=True) fills it in
 
     def link_status(self, port=0, timeout=REPLY_S):
         # harness.Testpmd.link_status with a longer wait; wait_link_up uses it.
@@ -54,12 +55,19 @@ class Testpmd(harness.Testpmd):
                       f"{self.name}: expected statistics of {nports} port(s), got {sorted(stats)}")
         return stats
 
-    def fwd_stats(self, cmd="show fwd stats all", timeout=REPLY_S):
+    def fwd_stats(self, cmd="show fwd stats all", timeout=REPLY_S, core_cycles=False):
+        """{port: forward counters}. With core_cycles (testpmd runs with
+        --record-core-cycles), also waits for the cycles line and keeps it,
+        parsed, in self.core_cycles."""
         since = self.mark()
         self.send(cmd)
+        tail = r"[\s\S]*?MHz Clock" if core_cycles else ""
         self.expect(r"Accumulated forward statistics for all ports\+*\s+RX-packets[\s\S]*?"
-                    r"TX-total:\s+\d+", timeout, since=since, what=f"the output of {cmd!r}")
-        return parse.fwd_stats(self.output(since).split("Accumulated forward statistics")[0])
+                    r"TX-total:\s+\d+" + tail, timeout, since=since, what=f"the output of {cmd!r}")
+        text = self.output(since)
+        if core_cycles:
+            self.core_cycles = parse.testpmd_core_cycles(text)
+        return parse.fwd_stats(text.split("Accumulated forward statistics")[0])
 
     def simple(self, cmd, timeout=REPLY_S):
         """A command that prints nothing of interest: waits for the next prompt."""
@@ -192,9 +200,13 @@ class VhostdBackend:
         delta = parse.vhostd_delta(self._before[0], queues)
         drops = {k: sum(q[k] for q in delta.values())
                  for k in ("no_buffer", "too_big", "broken", "no_route", "errors")}
+        polls = parse.pmd_poll_summary(parse.pmd_delta(self._before[1], pmds))
+        # Frames the PMD took in (from the guests' TX rings): its work.
+        frames = sum(q["rx_packets"] for q in delta.values())
+        if polls and frames and polls["busy_cycles"]:
+            polls["cycles_per_frame"] = polls["busy_cycles"] / frames
         return {"queues": {f"{p}/{q}": c for (p, q), c in delta.items()}, "drops": drops,
-                "drop_total": sum(drops.values()),
-                "polls": parse.pmd_poll_summary(parse.pmd_delta(self._before[1], pmds))}
+                "drop_total": sum(drops.values()), "polls": polls}
 
     def threads(self):
         return parse.thread_times(self.proc.pid, self.worker)
@@ -216,7 +228,7 @@ class TestpmdVhostBackend:
         self.ctx = ctx
         self.nports = len(sockets)
         vdevs = [f"net_vhost{i},iface={sock},queues=1" for i, sock in enumerate(sockets)]
-        app = ["--forward-mode=io"]
+        app = ["--forward-mode=io", "--record-core-cycles"]
         if vsv:
             app.append("--port-topology=paired")  # RX on vhost0 -> TX on vhost1, and back
         argv = testpmd_argv(ctx.testpmd, "0@1,1@1", ctx.prefix("B"), vdevs, app)
@@ -246,16 +258,24 @@ class TestpmdVhostBackend:
                 time.sleep(0.3)
 
     def window_begin(self):
-        self.proc.simple("clear fwd stats all")
+        self.proc.simple("clear fwd stats all")  # the core cycles too
+        self._t0 = time.monotonic()
 
     def window_end(self):
-        fwd = self.proc.fwd_stats()
+        fwd = self.proc.fwd_stats(core_cycles=True)
+        wall = time.monotonic() - self._t0
         # TX-dropped: frames the vhost PMD could not enqueue into the peer's
         # RX ring (no free buffer) — vhostd's no_buffer.
         drops = {"tx_dropped": sum(p["tx_dropped"] for p in fwd.values()),
                  "rx_dropped": sum(p["rx_dropped"] for p in fwd.values())}
-        return {"ports": fwd, "drops": drops, "drop_total": sum(drops.values()),
-                "polls": parse.poll_summary(fwd)}
+        polls = parse.poll_summary(fwd)
+        cyc = self.proc.core_cycles
+        if polls and cyc and cyc["packets"]:
+            # The forwarding iterations that received something: busy time.
+            polls["busy_cycles"] = cyc["busy_cycles"]
+            polls["busy_share"] = min(1.0, cyc["busy_cycles"] / (cyc["hz"] * wall))
+            polls["cycles_per_frame"] = cyc["busy_cycles"] / cyc["packets"]
+        return {"ports": fwd, "drops": drops, "drop_total": sum(drops.values()), "polls": polls}
 
     def threads(self):
         return self.proc.threads(self.worker)

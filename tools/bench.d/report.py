@@ -41,13 +41,20 @@ def summarize(cases, results):
                 pe = [r["peer_polls"]["empty_share"] for r in good if r.get("peer_polls")]
                 if pe:
                     s["peer_empty"] = statistics.median(pe)
-                be = [r["backend_stats"]["polls"]["empty_share"] for r in good
-                      if r["backend_stats"].get("polls")]
-                if be:
-                    s["be_empty"] = statistics.median(be)
+                bpolls = [r["backend_stats"]["polls"] for r in good
+                          if r["backend_stats"].get("polls")]
+                if bpolls:
+                    s["be_empty"] = statistics.median(p["empty_share"] for p in bpolls)
+                for key, name in (("busy_share", "be_busy"), ("cycles_per_frame", "be_cpf")):
+                    v = [p[key] for p in bpolls if p.get(key) is not None]
+                    if v:
+                        s[name] = statistics.median(v)
             row["by"][kind] = s
         a, b = row["by"]["A"].get("median"), row["by"]["B"].get("median")
         row["ratio"] = a / b if a and b else None
+        # Per-core speed when busy: B's cycles per frame over A's.
+        ca, cb = row["by"]["A"].get("be_cpf"), row["by"]["B"].get("be_cpf")
+        row["cycle_ratio"] = cb / ca if ca and cb else None
         rows.append(row)
     return rows
 
@@ -66,6 +73,10 @@ def _pct(x):
     return f"{100 * x:.0f}%" if x is not None else "n/a"
 
 
+def _num(x):
+    return f"{x:.0f}" if x is not None else "n/a"
+
+
 def _cpu(s, prefix):
     if f"{prefix}_run" not in s:
         return "n/a"
@@ -81,13 +92,17 @@ def _drops(s):
 def throughput_rows(rows):
     """Table 1: the peer's RX rate, Mpps, median of the per-run medians."""
     out = [["case", "runs A+B", "A: vhostd Mpps, median (min–max)",
-            "B: testpmd net_vhost Mpps, median (min–max)", "A/B", "target"]]
+            "B: testpmd net_vhost Mpps, median (min–max)", "A/B", "target",
+            "busy cycles/frame A; B", "B÷A cycles"]]
     for row in rows:
         a, b = row["by"]["A"], row["by"]["B"]
         ratio, target = row["ratio"], row["case"].target
         verdict = "" if ratio is None else (" met" if round(ratio, 2) >= target else " not met")
+        cr = row.get("cycle_ratio")
         out.append([row["case"].name, f"{a['good']}+{b['good']}", _range(a), _range(b),
-                    f"{ratio:.2f}" if ratio else "n/a", f"≥ {target:.1f}{verdict}"])
+                    f"{ratio:.2f}" if ratio else "n/a", f"≥ {target:.1f}{verdict}",
+                    f"{_num(a.get('be_cpf'))}; {_num(b.get('be_cpf'))}",
+                    f"{cr:.2f}" if cr else "n/a"])
     return out
 
 
@@ -95,6 +110,7 @@ def health_rows(rows):
     """Table 2: drops, empty polls and where the CPU time went (medians over runs)."""
     out = [["case", "drops A: peer TX-dropped / vhostd", "drops B: peer TX-dropped / B TX-dropped",
             "empty polls A PMD", "empty polls B worker", "empty polls peer (A; B)",
+            "busy time A; B",
             "on-CPU / waiting A pmd0", "on-CPU / waiting B worker",
             "on-CPU / waiting peer (A; B)"]]
     for row in rows:
@@ -102,6 +118,7 @@ def health_rows(rows):
         out.append([row["case"].name, _drops(a), _drops(b),
                     _pct(a.get("be_empty")), _pct(b.get("be_empty")),
                     f"{_pct(a.get('peer_empty'))}; {_pct(b.get('peer_empty'))}",
+                    f"{_pct(a.get('be_busy'))}; {_pct(b.get('be_busy'))}",
                     _cpu(a, "be"), _cpu(b, "be"),
                     f"{_cpu(a, 'peer')}; {_cpu(b, 'peer')}"])
     return out
@@ -134,14 +151,17 @@ def format_markdown(rows):
 
 
 def per_run_markdown(cases, results):
-    lines = ["| case | back-end | per-run median Mpps, in run order | peer TX-dropped per run |",
-             "|---|---|---|---|"]
+    lines = ["| case | back-end | per-run median Mpps, in run order | busy cycles/frame per run "
+             "| peer TX-dropped per run |",
+             "|---|---|---|---|---|"]
     for case in cases:
         for kind in ("A", "B"):
             runs = [r for r in results if r["case"] == case.name and r["backend"] == kind]
             vals = ", ".join(_mpps(r["median_pps"]) if r["ok"] else "FAILED" for r in runs)
+            cpf = ", ".join(_num((r.get("backend_stats", {}).get("polls") or {})
+                                 .get("cycles_per_frame")) for r in runs)
             drops = ", ".join(str(r.get("peer_tx_dropped", "–")) for r in runs)
-            lines.append(f"| {case.name} | {kind} | {vals} | {drops} |")
+            lines.append(f"| {case.name} | {kind} | {vals} | {cpf} | {drops} |")
     return "\n".join(lines)
 
 

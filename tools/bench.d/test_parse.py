@@ -108,8 +108,25 @@ PMD = """
 2026-11-26T09:08:52.186 info stats pmd0 cpu 1: polls busy 2202 empty 11230753 (empty share 100.0%), sleeps 10654, woken 1944 (by control 3), timeouts 8709, back-outs 0
 2026-11-26T09:08:52.187 info stats p0 vring0: rx 0 pkts 0 bytes, tx 2202 pkts 140928 bytes, drops: no_buffer 0 too_big 0 broken 0 no_route 0, errors 0
 2026-11-26T09:08:53.186 info stats pmd0 cpu 1: polls busy 2300 empty 11230800 (empty share 100.0%), sleeps 10700, woken 1990 (by control 3), timeouts 8710, back-outs 1
-2026-11-26T09:08:53.186 info stats pmd1 cpu 2: polls busy 5 empty 6 (empty share 54.5%), sleeps 7, woken 8 (by control 0), timeouts 9, back-outs 10
+2026-11-26T09:08:53.186 info stats pmd1 cpu 2: polls busy 5 empty 6 (empty share 54.5%), sleeps 7, woken 8 (by control 0), timeouts 9, back-outs 10, cycles busy 300 idle 700 (busy share 30.0%)
 """
+
+
+CORE_CYCLES = """
+  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++
+  RX-packets: 29819264       RX-dropped: 0             RX-total: 29819264
+  TX-packets: 29819264       TX-dropped: 0             TX-total: 29819264
+  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++
+
+  CPU cycles/packet=257.28 (total cycles=7672012823 / total io packets=29819264) at 2600 MHz Clock
+"""
+
+
+class CoreCyclesTest(unittest.TestCase):
+    def test_core_cycles(self):
+        c = parse.testpmd_core_cycles(CORE_CYCLES)
+        self.assertEqual(c, {"busy_cycles": 7672012823, "packets": 29819264, "hz": 2600000000})
+        self.assertIsNone(parse.testpmd_core_cycles("no cycles here"))
 
 
 class IdleParseTest(unittest.TestCase):
@@ -122,7 +139,11 @@ class IdleParseTest(unittest.TestCase):
         self.assertEqual(d["pmd0"]["woken"], 46)
         self.assertEqual(d["pmd0"]["busy"], 98)
         self.assertEqual(d["pmd1"]["timeouts"], 9)
+        self.assertEqual(d["pmd1"]["busy_cycles"], 300)
+        self.assertEqual(d["pmd0"]["idle_cycles"], 0)  # a line without cycles reads 0
         polls = parse.pmd_poll_summary(d)
+        self.assertEqual(polls["busy_cycles"], 300)
+        self.assertAlmostEqual(polls["busy_share"], 0.3)
         self.assertEqual(polls["polls"], 98 + 47 + 5 + 6)
         self.assertAlmostEqual(polls["empty_share"], (47 + 6) / (98 + 47 + 5 + 6))
         self.assertIsNone(parse.pmd_poll_summary({"pmd0": dict.fromkeys(d["pmd0"], 0)}))
