@@ -617,17 +617,21 @@ def doc_section(meta, opts, summary, results):
     lines = [BEGIN, "", f"### Latest run: {meta['date']}", "", "```sh", meta["command"], "```", "",
              f"* CPU: {m['cpu']}, {m['ncpu']} CPUs; kernel {m['kernel']}; DPDK {m['dpdk']}",
              f"* vhostd: {m['vhostd']}, commit {m['git']}, buildtype {m['buildtype']}; "
-             f"vhost-ping: {meta['vhost_ping']}",
+             f"vhost-ping: {meta['vhost_ping']}; wake-floor: {meta.get('wake_floor', 'not run')}",
              f"* {opts.runs} run(s) of cpu and wake, {opts.tput_runs} of throughput, per mode; "
              "modes alternating (A, B, then B, A, ...); adaptive = "
              f"`{idle_yaml(opts, 'adaptive')}`",
              f"* load average at start / end: {meta['load_start']} / {meta['load_end']}; CPU "
              f"time stolen by the hypervisor during the run: {meta.get('steal', 'unknown')}"]
-    loads = [float(x.split()[0]) for x in (meta["load_start"], meta["load_end"])
-             if x != "unknown"]
-    if loads and max(loads) > 0.5 * (m["ncpu"] or 1):
-        lines.append(f"* **Preliminary: the machine was busy with other work** (1-min load up "
-                     f"to {max(loads):.1f} on {m['ncpu']} CPUs).")
+    # The busy pollers of the throughput part alone make a load of 2: judge by
+    # how long the PMD waited for a CPU instead.
+    waits = [t["be_wait"] for t in summary["throughput"].values()]
+    waits += [x[3] / 1e3 / (g / 1e6 * f) for g, f in opts.gap_list
+              for mode_s in summary["wake"].get(g, {}).values() if isinstance(mode_s, dict)
+              for x in mode_s.get("per_run", []) if x[3] is not None]
+    if waits and max(waits) > 0.05:
+        lines.append(f"* **Preliminary: the machine was busy with other work**: vhostd's PMD "
+                     f"spent up to {100 * max(waits):.0f}% of a window runnable but without a CPU.")
     for title, rows in tables(opts, summary):
         lines += ["", f"{title}:", "", report.markdown_table(rows)]
     per_run = wake_runs_table(opts, summary)

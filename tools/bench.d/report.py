@@ -266,12 +266,14 @@ def results_section(meta, cases, results, rows):
     ]
     if meta.get("peer_vdev_args"):
         lines.append(f"* extra peer devargs: `{meta['peer_vdev_args']}`")
-    loads = [float(x.split()[0]) for x in busy if x != "unknown"]
-    if loads and max(loads) > 0.5 * (m["ncpu"] or 1):
-        lines.append(f"* **Preliminary: the machine was busy with other work** (1-min load "
-                     f"up to {max(loads):.1f} on {m['ncpu']} CPUs). Look at the "
-                     "runnable-waiting share: that is time the busy-polling thread wanted CPU "
-                     "and did not get it.")
+    # The two busy pollers alone make a load of 2, so the load average cannot
+    # tell whether anything else ran: their runnable-but-waiting share can.
+    waits = [s[k] for row in rows for s in row["by"].values() for k in ("be_wait", "peer_wait")
+             if k in s]
+    if waits and max(waits) > 0.05:
+        lines.append(f"* **Preliminary: the machine was busy with other work**: a busy-polling "
+                     f"thread spent up to {100 * max(waits):.0f}% of a window runnable but "
+                     "without a CPU (medians per case; see the waiting columns).")
     for kind, label in (("A", "vhostd"), ("B", "testpmd net_vhost")):
         neg = peer_datapaths(results, kind)
         if neg:
