@@ -28,6 +28,11 @@ read once a second over a steady-state window; the median of those readings
 is the run's number. Runs alternate A, B, A, B, each with fresh processes,
 sockets and DPDK file prefixes.
 
+Each back-end's busy time (TSC cycles of its loop iterations that found
+work: vhostd's PMD counters, testpmd's --record-core-cycles) says whether it
+was the bottleneck (near 100%: then A/B compares back-ends) and what one
+frame cost it (busy cycles per frame; "B÷A cycles" > 1: vhostd is cheaper).
+
 Cases: reflect-64, reflect-1518 (one port; vhostd cross-connects p0 to
 itself, testpmd io-forwards net_vhost0 to itself), vsv-64, vsv-1518 (two
 ports; the peer mac-forwards port 0 <-> port 1 with each other's MAC as
