@@ -5,7 +5,8 @@ Builds on harness.py (processes, temporary folder, clean-up, logs on failure):
 * IdleVhostd: vhostd reflecting one vhost-user port to itself (`xconnect
   [p0, p0]`) with a chosen `dataplane.idle` setting, a watchdog as long as the
   test needs, and its SIGUSR1 statistics parsed: the per-PMD line (polls,
-  sleeps, woken, timeouts, back-outs) and the per-queue lines.
+  sleeps, woken, timeouts, back-outs, busy and idle TSC cycles) and the
+  per-queue lines.
 * run_ping(): one run of tools/vhost-ping against that port, its JSON summary
   and (optionally) every round trip read back.
 
@@ -27,7 +28,8 @@ PMD_STATS_RE = re.compile(
     r"stats (?P<pmd>pmd\d+) cpu (?P<cpu>\d+): polls busy (?P<busy>\d+) empty (?P<empty>\d+) "
     r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+) "
     r"\(by control (?P<control_woken>\d+)\), "
-    r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)")
+    r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+), "
+    r"cycles busy (?P<busy_cycles>\d+) idle (?P<idle_cycles>\d+)")
 
 # Per-queue lines and drop reasons: the same as the traffic tests read.
 QUEUE_STATS_RE = trafficlib.STATS_RE
@@ -97,7 +99,7 @@ class IdleVhostd:
         for pmd, s in sorted(pmds.items()):
             log(f"{self.name} {pmd}: polls busy {s['busy']} empty {s['empty']}, sleeps "
                 f"{s['sleeps']}, woken {s['woken']}, timeouts {s['timeouts']}, back-outs "
-                f"{s['backouts']}")
+                f"{s['backouts']}, cycles busy {s['busy_cycles']} idle {s['idle_cycles']}")
         for (port, queue), s in sorted(queues.items()):
             log(f"{self.name} {port}/{queue}: rx {s['rx_packets']} tx {s['tx_packets']} drops "
                 f"{ {f: s[f] for f in DROP_FIELDS if s[f]} or 0}")

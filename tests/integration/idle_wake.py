@@ -57,6 +57,13 @@ def run(env):
               f"{name}: pmd0 woken by kicks {pmd['woken']} times for {count} frames that each "
               f"arrived at a sleeping PMD (timeouts {pmd['timeouts']}): the kick path misses "
               "wake-ups")
+        # The TSC cycles: frames were switched in busy iterations, and the
+        # sleeps between them count as idle (vhostctl's busy share, the
+        # benchmark's busy cycles per frame).
+        check(pmd["busy_cycles"] > 0, f"{name}: pmd0 counted no busy cycles for {count} frames")
+        check(pmd["idle_cycles"] > pmd["busy_cycles"],
+              f"{name}: pmd0 counted {pmd['busy_cycles']} busy and only {pmd['idle_cycles']} "
+              "idle cycles although it slept between frames")
         frames = res["sent"] + res["prime_sent"]
         took = queues[("p0", "vring1")]["rx_packets"]   # the guest's TX ring
         gave = queues[("p0", "vring0")]["tx_packets"]   # the guest's RX ring
