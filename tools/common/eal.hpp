@@ -1,8 +1,11 @@
 #pragma once
-// EAL start-up shared by vhostd's DPDK test tools (vhost-traffic, vhost-ping).
+// EAL start-up and tear-down shared by vhostd's DPDK test tools
+// (vhost-traffic, vhost-ping).
 
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_mempool.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -94,6 +97,38 @@ inline void cleanup_eal(const std::string& generated_prefix) {
     if (!generated_prefix.empty() && std::filesystem::path(runtime).filename() == generated_prefix) {
         std::error_code ec;
         std::filesystem::remove_all(runtime, ec);
+    }
+}
+
+// Stops port `id` if `started` (clearing it) and closes the virtio-user
+// device `name` if EAL is up, so the back-end sees the rings stop
+// (GET_VRING_BASE) and the connection close rather than a crash. Returns
+// rte_strerror's text if the stop failed, else an empty string; the device is
+// closed either way.
+inline std::string close_virtio_user(uint16_t id, bool& started, const std::string& name, bool eal_up) {
+    std::string err;
+    if (started) {
+        if (const int ret = rte_eth_dev_stop(id); ret != 0) {
+            err = rte_strerror(-ret);
+        }
+        started = false;
+    }
+    uint16_t found = 0;
+    if (eal_up && rte_eth_dev_get_port_by_name(name.c_str(), &found) == 0) {
+        rte_eth_dev_close(found);
+    }
+    return err;
+}
+
+// After the ports are closed: frees the tool's mbuf pool, then cleanup_eal.
+inline void release_dpdk(rte_mempool*& pool, bool& eal_up, const std::string& generated_prefix) {
+    if (pool != nullptr) {
+        rte_mempool_free(pool);
+        pool = nullptr;
+    }
+    if (eal_up) {
+        cleanup_eal(generated_prefix);
+        eal_up = false;
     }
 }
 

@@ -642,29 +642,13 @@ void Ping::report(double seconds) {
 }
 
 void Ping::teardown() {
-    if (started_) {
-        // Stop and close: the back-end sees the rings stop and the
-        // connection close, not a crash.
-        const int ret = rte_eth_dev_stop(port_id_);
-        if (ret != 0) {
-            say("error: port stop: %s", rte_strerror(-ret));
-        }
-        started_ = false;
+    // Stop and close: the back-end sees the rings stop and the connection
+    // close, not a crash.
+    const std::string err = vhostd::tools::close_virtio_user(port_id_, started_, "net_virtio_user0", eal_up_);
+    if (!err.empty()) {
+        say("error: port stop: %s", err.c_str());
     }
-    if (eal_up_) {
-        uint16_t id = 0;
-        if (rte_eth_dev_get_port_by_name("net_virtio_user0", &id) == 0) {
-            rte_eth_dev_close(id);
-        }
-    }
-    if (pool_ != nullptr) {
-        rte_mempool_free(pool_);
-        pool_ = nullptr;
-    }
-    if (eal_up_) {
-        vhostd::tools::cleanup_eal(generated_prefix_);
-        eal_up_ = false;
-    }
+    vhostd::tools::release_dpdk(pool_, eal_up_, generated_prefix_);
 }
 
 int Ping::run() {

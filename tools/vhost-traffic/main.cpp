@@ -780,29 +780,13 @@ void Traffic::teardown() {
     // Stop and close every port, so the back-end sees the rings stop
     // (GET_VRING_BASE) and the connection close, rather than a crash.
     for (auto& p : ports_) {
-        if (p.started) {
-            const int ret = rte_eth_dev_stop(p.id);
-            if (ret != 0) {
-                errorf("port %u: stop: %s", p.index, rte_strerror(-ret));
-            }
-            p.started = false;
-        }
-        if (eal_up_) {
-            uint16_t id = 0;
-            const std::string name = "net_virtio_user" + std::to_string(p.index);
-            if (rte_eth_dev_get_port_by_name(name.c_str(), &id) == 0) {
-                rte_eth_dev_close(id);
-            }
+        const std::string err = vhostd::tools::close_virtio_user(
+            p.id, p.started, "net_virtio_user" + std::to_string(p.index), eal_up_);
+        if (!err.empty()) {
+            errorf("port %u: stop: %s", p.index, err.c_str());
         }
     }
-    if (pool_ != nullptr) {
-        rte_mempool_free(pool_);
-        pool_ = nullptr;
-    }
-    if (eal_up_) {
-        vhostd::tools::cleanup_eal(generated_prefix_);
-        eal_up_ = false;
-    }
+    vhostd::tools::release_dpdk(pool_, eal_up_, generated_prefix_);
 }
 
 int Traffic::run() {
