@@ -24,12 +24,14 @@ import harness
 import trafficlib
 from harness import check, log
 
+# vhostd's per-PMD line (Dataplane::log_stats); tools/bench parses it with
+# this pattern too. Lines from before the cycles were logged read 0 cycles.
 PMD_STATS_RE = re.compile(
     r"stats (?P<pmd>pmd\d+) cpu (?P<cpu>\d+): polls busy (?P<busy>\d+) empty (?P<empty>\d+) "
     r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+) "
     r"\(by control (?P<control_woken>\d+)\), "
-    r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+), "
-    r"cycles busy (?P<busy_cycles>\d+) idle (?P<idle_cycles>\d+)")
+    r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)"
+    r"(?:, cycles busy (?P<busy_cycles>\d+) idle (?P<idle_cycles>\d+))?")
 
 # Per-queue lines and drop reasons: the same as the traffic tests read.
 QUEUE_STATS_RE = trafficlib.STATS_RE
@@ -90,7 +92,7 @@ class IdleVhostd:
             lambda: len(QUEUE_STATS_RE.findall(self.proc.output(since))) >= 2, 10)
         check(ok, f"{self.name} logged no statistics within 10 s of SIGUSR1")
         out = self.proc.output(since)
-        pmds = {m["pmd"]: {k: int(v) for k, v in m.groupdict().items() if k != "pmd"}
+        pmds = {m["pmd"]: {k: int(v or 0) for k, v in m.groupdict().items() if k != "pmd"}
                 for m in PMD_STATS_RE.finditer(out)}
         queues = {(m["port"], m["queue"]): {k: int(v) for k, v in m.groupdict().items()
                                             if k not in ("port", "queue")}

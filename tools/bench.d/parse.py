@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import re
 
+# The line patterns live with the integration tests (tests/integration, on
+# sys.path: see tools/bench and test_parse.py).
+import idle_lib
+import trafficlib
+
 # `show port stats all`: one block per port.
 _PORT_STATS = re.compile(
     r"NIC statistics for port (?P<port>\d+)\s+#+\s+"
@@ -26,13 +31,9 @@ _FWD_STATS = re.compile(
     r"TX-packets:\s+(?P<tx_packets>\d+)\s+TX-dropped:\s+(?P<tx_dropped>\d+)\s+"
     r"TX-total:\s+(?P<tx_total>\d+)")
 
-# vhostd, on SIGUSR1 and at exit (dataplane/dataplane.cpp, Dataplane::log_stats).
-_VHOSTD_STATS = re.compile(
-    r"stats (?P<port>\S+) (?P<queue>(?:vring|queue)\d+): "
-    r"rx (?P<rx_packets>\d+) pkts (?P<rx_bytes>\d+) bytes, "
-    r"tx (?P<tx_packets>\d+) pkts (?P<tx_bytes>\d+) bytes, "
-    r"drops: no_buffer (?P<no_buffer>\d+) too_big (?P<too_big>\d+) "
-    r"broken (?P<broken>\d+) no_route (?P<no_route>\d+), errors (?P<errors>\d+)")
+# vhostd, on SIGUSR1 and at exit (dataplane/dataplane.cpp, Dataplane::log_stats):
+# the per-queue lines, with the pattern the integration tests use.
+_VHOSTD_STATS = trafficlib.STATS_RE
 
 VHOSTD_COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "no_buffer",
                    "too_big", "broken", "no_route", "errors")
@@ -169,16 +170,11 @@ def thread_shares(before, after, wall_s):
     return out
 
 
-# vhostd's per-PMD line, on SIGUSR1 and at exit (Dataplane::log_stats):
-# "stats pmd0 cpu 1: polls busy N empty N (empty share X%), sleeps N, woken N
-#  (by control N), timeouts N, back-outs N, cycles busy N idle N (busy share X%)".
-# Lines from before the cycles were logged read 0 cycles.
-_VHOSTD_PMD = re.compile(
-    r"stats (?P<pmd>pmd\d+) cpu (?P<cpu>\d+): polls busy (?P<busy>\d+) empty (?P<empty>\d+) "
-    r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+) "
-    r"\(by control (?P<control_woken>\d+)\), "
-    r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)"
-    r"(?:, cycles busy (?P<busy_cycles>\d+) idle (?P<idle_cycles>\d+))?")
+# vhostd's per-PMD line, on SIGUSR1 and at exit (Dataplane::log_stats), with
+# the pattern of the idle-core tests: "stats pmd0 cpu 1: polls busy N empty N
+# (empty share X%), sleeps N, woken N (by control N), timeouts N, back-outs N,
+# cycles busy N idle N (busy share X%)". A line without cycles reads 0 cycles.
+_VHOSTD_PMD = idle_lib.PMD_STATS_RE
 
 VHOSTD_PMD_COUNTERS = ("busy", "empty", "sleeps", "woken", "timeouts", "backouts", "busy_cycles",
                        "idle_cycles")

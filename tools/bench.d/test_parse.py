@@ -7,7 +7,9 @@ import unittest
 
 sys.dont_write_bytecode = True
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "integration"))
 
 import parse  # noqa: E402
 
