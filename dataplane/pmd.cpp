@@ -258,6 +258,9 @@ bool Pmd::poll_vhost(const Snapshot& snap, const PortEntry& src, const VhostRing
     // 4 KiB Chain objects would stride the L1 cache at 4 KiB and alias.
     // Completion (used.idx) and notification still happen once per burst.
     virtio::Chain& chain = chains_[0];
+    // TX chains are returned after the burst's RX writes (RxBatch), which
+    // read from them.
+    uint16_t tx_heads[kMaxBurst];
     uint32_t n = 0;
     while (n < snap.burst) {
         const auto status = virtio::fetch_tx_chain(vr.ring, st, chain);
@@ -268,7 +271,7 @@ bool Pmd::poll_vhost(const Snapshot& snap, const PortEntry& src, const VhostRing
             }
             break;
         }
-        ++n;
+        tx_heads[n++] = chain.head;
         const auto frame = virtio::skip_net_header(chain.view(), chain.len, vr.ring.hdr_len);
         uint8_t eth[kEthAddrsLen];
         if (vr.discard) {
@@ -281,13 +284,16 @@ bool Pmd::poll_vhost(const Snapshot& snap, const PortEntry& src, const VhostRing
         } else {
             slot.stats.rx_packets.add(1);
             slot.stats.rx_bytes.add(frame->len);
-            forward(snap, src, slot.stats, *frame, eth);
+            forward(snap, src, slot.stats, *frame, eth, /*source_stable=*/true);
         }
-        // TX chains are read-only: the device writes nothing (used len 0).
-        virtio::push_used(vr.ring, st, chain.head, 0);
     }
     if (n == 0) {
         return false;
+    }
+    rx_batch_.commit();
+    for (uint32_t i = 0; i < n; ++i) {
+        // TX chains are read-only: the device writes nothing (used len 0).
+        virtio::push_used(vr.ring, st, tx_heads[i], 0);
     }
     virtio::flush_used(vr.ring, st);
     if (virtio::needs_call(vr.ring, st)) {
@@ -323,7 +329,8 @@ bool Pmd::poll_dpdk(const Snapshot& snap, const PortEntry& src, uint16_t queue) 
         virtio::FrameView frame{std::span<const virtio::Piece>(pieces, count), 0, m->pkt_len};
         stats.rx_packets.add(1);
         stats.rx_bytes.add(m->pkt_len);
-        forward(snap, src, stats, frame, rte_pktmbuf_mtod(m, const uint8_t*));
+        // The mbuf is freed right after: its copies cannot wait.
+        forward(snap, src, stats, frame, rte_pktmbuf_mtod(m, const uint8_t*), /*source_stable=*/false);
         rte_pktmbuf_free(m);
     }
     finish_burst(snap);
@@ -331,7 +338,7 @@ bool Pmd::poll_dpdk(const Snapshot& snap, const PortEntry& src, uint16_t queue) 
 }
 
 void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_stats,
-                  const virtio::FrameView& frame, const uint8_t* eth) noexcept {
+                  const virtio::FrameView& frame, const uint8_t* eth, bool source_stable) noexcept {
     if (snap.mode == config::SwitchMode::Xconnect) {
         if (!src.peer) {
             src_stats.drop_no_route.add(1);
@@ -341,7 +348,7 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
             src_stats.drop_no_route.add(1); // the peer's guest is not connected (or RX disabled)
             return;
         }
-        deliver(snap, snap.ports[*src.peer], frame);
+        deliver(snap, snap.ports[*src.peer], frame, source_stable);
         return;
     }
     // L2: learn the source, then unicast to a known port or flood.
@@ -359,14 +366,14 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
                 src_stats.drop_no_route.add(1);
                 return;
             }
-            deliver(snap, snap.ports[*port], frame);
+            deliver(snap, snap.ports[*port], frame, source_stable);
             return;
         }
     }
     bool any = false;
     for (const PortEntry& dst : snap.ports) {
         if (dst.id != src.id && reachable(dst)) {
-            deliver(snap, dst, frame);
+            deliver(snap, dst, frame, source_stable);
             any = true;
         }
     }
@@ -375,16 +382,17 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
     }
 }
 
-void Pmd::deliver(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame) noexcept {
+void Pmd::deliver(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame,
+                  bool source_stable) noexcept {
     if (dst.kind == PortKind::VhostUser) {
-        deliver_vhost(snap, dst, frame);
+        deliver_vhost(snap, dst, frame, source_stable);
     } else {
         deliver_dpdk(snap, dst, frame);
     }
 }
 
-void Pmd::deliver_vhost(const Snapshot& snap, const PortEntry& dst,
-                        const virtio::FrameView& frame) noexcept {
+void Pmd::deliver_vhost(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame,
+                        bool source_stable) noexcept {
     if (dst.vhost == nullptr || dst.vhost->rx.empty()) {
         return; // not connected: nobody to receive (flooding skips it silently)
     }
@@ -405,8 +413,11 @@ void Pmd::deliver_vhost(const Snapshot& snap, const PortEntry& dst,
         // The lock also covers the destination's counters: with several PMDs
         // they have several writers, and Counter::add is not atomic.
         RingLock lock(slot.lock, snap.shared_delivery);
-        // The single copy: from the source buffer straight into the guest's.
-        status = virtio::deliver_frame(vr.ring, slot.state, frame);
+        // The single copy: from the source buffer straight into the guest's,
+        // deferred to the end of the burst when the source allows it and no
+        // other PMD writes this ring (RxBatch keeps one writer's order).
+        status = source_stable && !snap.shared_delivery ? rx_batch_.deliver(vr.ring, slot.state, frame)
+                                                        : virtio::deliver_frame(vr.ring, slot.state, frame);
         switch (status) {
         case virtio::DeliverStatus::kDelivered:
             slot.stats.tx_packets.add(1);
@@ -484,6 +495,8 @@ void Pmd::deliver_dpdk(const Snapshot& snap, const PortEntry& dst,
 }
 
 void Pmd::finish_burst(const Snapshot& snap) noexcept {
+    // Deferred copies first: used.idx must not publish unwritten buffers.
+    rx_batch_.commit();
     // Guest RX rings we wrote into: publish used.idx once, then notify.
     for (size_t i = 0; i < touched_count_; ++i) {
         const VhostRings::Ring& vr = *touched_[i];

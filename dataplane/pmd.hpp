@@ -18,6 +18,7 @@
 #include "dataplane/qsbr.hpp"
 #include "dataplane/snapshot.hpp"
 #include "virtio/net_hdr.hpp"
+#include "virtio/rx_batch.hpp"
 #include "virtio/split_queue.hpp"
 
 struct rte_mbuf;
@@ -53,10 +54,15 @@ private:
 
     bool poll_vhost(const Snapshot& snap, const PortEntry& src, const VhostRings::Ring& vr) noexcept;
     bool poll_dpdk(const Snapshot& snap, const PortEntry& src, uint16_t queue) noexcept;
+    // `source_stable`: the frame's bytes stay valid until the end of the
+    // burst (a guest's TX chain, returned after finish_burst's commit), so
+    // its copies into guest RX rings may be deferred (virtio::RxBatch).
     void forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_stats,
-                 const virtio::FrameView& frame, const uint8_t* eth) noexcept;
-    void deliver(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame) noexcept;
-    void deliver_vhost(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame) noexcept;
+                 const virtio::FrameView& frame, const uint8_t* eth, bool source_stable) noexcept;
+    void deliver(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame,
+                 bool source_stable) noexcept;
+    void deliver_vhost(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame,
+                       bool source_stable) noexcept;
     void deliver_dpdk(const Snapshot& snap, const PortEntry& dst, const virtio::FrameView& frame) noexcept;
     void finish_burst(const Snapshot& snap) noexcept;
     void break_port(const PortEntry& port, const char* reason) noexcept;
@@ -77,6 +83,9 @@ private:
 
     // Scratch, sized once; nothing is allocated per packet.
     std::unique_ptr<virtio::Chain[]> chains_;
+    // Copies into guest RX rings deferred to the end of the burst; empty
+    // outside poll_vhost().
+    virtio::RxBatch rx_batch_;
     std::array<const VhostRings::Ring*, 64> touched_{};
     size_t touched_count_ = 0;
     // Frames for DPDK ports, sent once per burst: per port, up to kMaxBurst.

@@ -9,14 +9,6 @@ namespace {
 
 constexpr const char* kMrgBufferTooShort = "mergeable RX buffer is shorter than the virtio-net header";
 
-// One reserved RX chain: its pieces are pieces[first .. first + count).
-struct Reserved {
-    uint16_t head;
-    uint16_t first;
-    uint16_t count;
-    uint32_t capacity;
-};
-
 // Writes sequentially across the reserved pieces.
 class PieceWriter {
 public:
@@ -38,6 +30,19 @@ public:
         }
     }
 
+    // Steps over `n` bytes written by other means.
+    void skip(uint32_t n) noexcept {
+        while (n != 0 && index_ < count_) {
+            const uint32_t take = std::min(pieces_[index_].len - offset_, n);
+            n -= take;
+            offset_ += take;
+            if (offset_ == pieces_[index_].len) {
+                ++index_;
+                offset_ = 0;
+            }
+        }
+    }
+
 private:
     const Piece* pieces_;
     size_t count_;
@@ -45,17 +50,19 @@ private:
     uint32_t offset_ = 0;
 };
 
-DeliverStatus deliver(const SplitRing& ring, QueueState& state, const FrameView& frame) noexcept {
+} // namespace
+
+namespace detail {
+
+DeliverStatus reserve(const SplitRing& ring, QueueState& state, uint32_t frame_len, Reservation& out) noexcept {
     if (state.broken) {
         return DeliverStatus::kBroken;
     }
-    const uint64_t needed = uint64_t{ring.hdr_len} + frame.len;
+    const uint64_t needed = uint64_t{ring.hdr_len} + frame_len;
 
     // Reserve chains until they hold header + frame. All chains share one
     // piece array; every chain has at least one piece (a mergeable chain
     // holds at least a header), so kMaxChainPieces records suffice.
-    Piece pieces[kMaxChainPieces];
-    Reserved chains[kMaxChainPieces];
     size_t num_chains = 0;
     size_t num_pieces = 0;
     uint64_t capacity = 0;
@@ -66,16 +73,16 @@ DeliverStatus deliver(const SplitRing& ring, QueueState& state, const FrameView&
     };
 
     while (capacity < needed) {
-        const detail::Head head = detail::peek_head(ring, state);
-        if (head.status == detail::HeadStatus::kBroken) {
+        const Head head = peek_head(ring, state);
+        if (head.status == HeadStatus::kBroken) {
             return DeliverStatus::kBroken;
         }
-        if (head.status == detail::HeadStatus::kEmpty) {
+        if (head.status == HeadStatus::kEmpty) {
             ++state.rx_no_buffer;
             return put_back(DeliverStatus::kNoBuffer);
         }
-        const detail::ChainWalk w = detail::walk_chain(ring, head.index, /*device_writable=*/true,
-                                                       pieces + num_pieces, kMaxChainPieces - num_pieces);
+        const ChainWalk w = walk_chain(ring, head.index, /*device_writable=*/true, out.pieces + num_pieces,
+                                       kMaxChainPieces - num_pieces);
         if (w.violation != nullptr) {
             mark_broken(state, w.violation);
             return DeliverStatus::kBroken;
@@ -83,7 +90,7 @@ DeliverStatus deliver(const SplitRing& ring, QueueState& state, const FrameView&
         if (w.out_of_pieces) {
             if (num_chains == 0) {
                 // It had the whole array: the chain itself is too fragmented.
-                mark_broken(state, detail::kTooManyPiecesReason);
+                mark_broken(state, kTooManyPiecesReason);
                 return DeliverStatus::kBroken;
             }
             ++state.rx_too_big;
@@ -95,7 +102,7 @@ DeliverStatus deliver(const SplitRing& ring, QueueState& state, const FrameView&
             mark_broken(state, kMrgBufferTooShort);
             return DeliverStatus::kBroken;
         }
-        chains[num_chains] = Reserved{head.index, static_cast<uint16_t>(num_pieces), w.count, w.len};
+        out.chains[num_chains] = ReservedChain{head.index, static_cast<uint16_t>(num_pieces), w.count, w.len};
         ++num_chains;
         num_pieces += w.count;
         capacity += w.len;
@@ -114,13 +121,25 @@ DeliverStatus deliver(const SplitRing& ring, QueueState& state, const FrameView&
             return put_back(DeliverStatus::kTooBig);
         }
     }
+    out.num_chains = num_chains;
+    out.num_pieces = num_pieces;
+    out.needed = needed;
+    return DeliverStatus::kDelivered;
+}
 
+void fill(const SplitRing& ring, QueueState& state, const FrameView& frame, const Reservation& r) noexcept {
     // The header: zero but for num_buffers, which the 12-byte header always
     // carries (1 without MRG_RXBUF, §5.1.6.3.2).
-    VirtioNetHdrMrg hdr{};
-    hdr.num_buffers = static_cast<le16>(num_chains);
-    PieceWriter out(pieces, num_pieces);
-    out.write(reinterpret_cast<const uint8_t*>(&hdr), ring.hdr_len);
+    const auto num_buffers = static_cast<uint16_t>(r.num_chains);
+    PieceWriter out(r.pieces, r.num_pieces);
+    if (r.pieces[0].len >= ring.hdr_len) {
+        write_net_header(r.pieces[0].host, ring.hdr_len, num_buffers);
+        out.skip(ring.hdr_len);
+    } else {  // a header split over descriptors: assemble it, then copy
+        VirtioNetHdrMrg hdr{};
+        hdr.num_buffers = num_buffers;
+        out.write(reinterpret_cast<const uint8_t*>(&hdr), ring.hdr_len);
+    }
 
     // The frame, one memcpy per run that is contiguous on both sides.
     uint32_t left = frame.len;
@@ -140,28 +159,32 @@ DeliverStatus deliver(const SplitRing& ring, QueueState& state, const FrameView&
     // Used elements: every chain but the last is full. `left` is non-zero only
     // if the caller's view held fewer than frame.len bytes; report only what
     // was written (§2.7.8: the device MUST write at least `len` bytes).
-    uint64_t remaining = needed - left;
-    for (size_t i = 0; i < num_chains; ++i) {
-        const uint32_t written = static_cast<uint32_t>(std::min<uint64_t>(chains[i].capacity, remaining));
-        push_used(ring, state, chains[i].head, written);
+    uint64_t remaining = r.needed - left;
+    for (size_t i = 0; i < r.num_chains; ++i) {
+        const uint32_t written = static_cast<uint32_t>(std::min<uint64_t>(r.chains[i].capacity, remaining));
+        push_used(ring, state, r.chains[i].head, written);
         remaining -= written;
     }
     ++state.rx_frames;
     state.rx_bytes += frame.len;
-    return DeliverStatus::kDelivered;
 }
 
-} // namespace
+} // namespace detail
 
 DeliverStatus deliver_frame(const SplitRing& ring, QueueState& state, const FrameView& frame) noexcept {
-    return deliver(ring, state, frame);
+    detail::Reservation r;
+    const DeliverStatus status = detail::reserve(ring, state, frame.len, r);
+    if (status == DeliverStatus::kDelivered) {
+        detail::fill(ring, state, frame, r);
+    }
+    return status;
 }
 
 DeliverStatus deliver_frame(const SplitRing& ring, QueueState& state, const uint8_t* data, uint32_t len) noexcept {
     // Piece holds a mutable pointer; the source is only read.
     const Piece piece{const_cast<uint8_t*>(data), len};
     const FrameView frame{std::span<const Piece>(&piece, len == 0 ? 0 : 1), 0, len};
-    return deliver(ring, state, frame);
+    return deliver_frame(ring, state, frame);
 }
 
 } // namespace vhostd::virtio

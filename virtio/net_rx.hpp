@@ -13,6 +13,7 @@
 //     if (needs_call(rx_ring, rx_state)) { write the call eventfd; }
 
 #include <cstdint>
+#include <cstring>
 
 #include "virtio/net_hdr.hpp"
 #include "virtio/split_queue.hpp"
@@ -53,5 +54,56 @@ enum class DeliverStatus : uint8_t {
 // The same for a frame in one contiguous buffer (e.g. a DPDK mbuf segment).
 [[nodiscard]] DeliverStatus deliver_frame(const SplitRing& ring, QueueState& state, const uint8_t* data,
                                           uint32_t len) noexcept;
+
+namespace detail {
+
+// Internal to virtio/: deliver_frame() in two steps, shared with RxBatch.
+
+// One reserved RX chain: its pieces are Reservation::pieces[first .. first + count).
+struct ReservedChain {
+    uint16_t head;
+    uint16_t first;
+    uint16_t count;
+    uint32_t capacity;
+};
+
+// The RX chains taken for one frame. Large (about 7 KiB): lives on the stack.
+struct Reservation {
+    Piece pieces[kMaxChainPieces];
+    ReservedChain chains[kMaxChainPieces];
+    size_t num_chains = 0;
+    size_t num_pieces = 0;
+    uint64_t needed = 0;  // header + frame bytes
+};
+
+// Takes RX chains off the avail ring until they hold the header and a
+// `frame_len`-byte frame. Anything but kDelivered leaves last_avail_idx as it
+// was and counts the reason in `state` (rx_no_buffer, rx_too_big) or marks the
+// queue broken. On kDelivered nothing has been written yet.
+[[nodiscard]] DeliverStatus reserve(const SplitRing& ring, QueueState& state, uint32_t frame_len,
+                                    Reservation& out) noexcept;
+
+// Writes the header (num_buffers = the number of chains) and `frame` into the
+// reserved chains and pushes their used elements; counts the frame in `state`.
+void fill(const SplitRing& ring, QueueState& state, const FrameView& frame, const Reservation& r) noexcept;
+
+// Writes a `hdr_len`-byte (10 or 12) virtio-net header, zero but for
+// num_buffers, to one contiguous buffer with plain stores: a header built on
+// the stack and copied out would be read back through a store-to-load
+// forward that straddles stores, which waits until every older store is in
+// the cache — the guest-buffer stores included.
+inline void write_net_header(uint8_t* dst, uint32_t hdr_len, uint16_t num_buffers) noexcept {
+    const uint64_t first8 = 0;  // flags, gso_type, hdr_len, gso_size, csum_start
+    std::memcpy(dst, &first8, sizeof(first8));
+    if (hdr_len == kNetHdrMrgLen) {
+        const uint32_t last4 = uint32_t{num_buffers} << 16;  // csum_offset 0, num_buffers (le16)
+        std::memcpy(dst + 8, &last4, sizeof(last4));
+    } else {
+        const uint16_t last2 = 0;  // csum_offset
+        std::memcpy(dst + 8, &last2, sizeof(last2));
+    }
+}
+
+} // namespace detail
 
 } // namespace vhostd::virtio

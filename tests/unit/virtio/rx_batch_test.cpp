@@ -1,0 +1,191 @@
+// RxBatch: RX deliveries reserved at once and written at commit(), and the
+// header writer they use.
+
+#include "virtio/rx_batch.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "tests/unit/virtio/rig.hpp"
+
+namespace vhostd::virtio {
+namespace {
+
+using testing::kMrg;
+using testing::kV1;
+using testing::pattern;
+using testing::Rig;
+
+// A contiguous source frame, as a guest's TX buffer would be.
+FrameView view_of(const std::vector<uint8_t>& bytes, Piece& piece) {
+    piece = Piece{const_cast<uint8_t*>(bytes.data()), static_cast<uint32_t>(bytes.size())};
+    return FrameView{std::span<const Piece>(&piece, 1), 0, static_cast<uint32_t>(bytes.size())};
+}
+
+std::vector<uint8_t> body(const std::vector<uint8_t>& chain_bytes, size_t hdr_len) {
+    return {chain_bytes.begin() + static_cast<std::ptrdiff_t>(hdr_len), chain_bytes.end()};
+}
+
+uint16_t num_buffers(const std::vector<uint8_t>& chain_bytes) {
+    uint16_t v = 0;
+    std::memcpy(&v, chain_bytes.data() + 10, sizeof(v));
+    return v;
+}
+
+TEST(RxBatch, WritesNothingUntilCommit) {
+    Rig rig(kV1);
+    const uint16_t head = rig.drv.post_rx({2048});
+    rig.drv.write_bytes(rig.drv.segs_of(head)[0].gpa, std::vector<uint8_t>(2048, 0xEE));
+    const auto frame = pattern(64);
+    Piece piece{};
+    RxBatch batch;
+
+    ASSERT_EQ(batch.deliver(rig.ring, rig.st, view_of(frame, piece)), DeliverStatus::kDelivered);
+    EXPECT_EQ(batch.pending(), 1u);
+    EXPECT_EQ(rig.st.last_avail_idx, 1) << "the chain is taken at once";
+    EXPECT_EQ(rig.st.rx_frames, 1u) << "and the frame counted";
+    EXPECT_EQ(rig.st.used_idx, 0) << "but no used element is pushed yet";
+    EXPECT_EQ(rig.drv.read_chain(head, 76), std::vector<uint8_t>(76, 0xEE)) << "nor a byte written";
+
+    batch.commit();
+    EXPECT_EQ(batch.pending(), 0u);
+    flush_used(rig.ring, rig.st);
+    const auto used = rig.drv.take_used();
+    ASSERT_EQ(used.size(), 1u);
+    EXPECT_EQ(used[0].id, head);
+    EXPECT_EQ(used[0].len, 12u + 64u);
+    const auto bytes = rig.drv.read_chain(head, 76);
+    EXPECT_EQ(std::vector<uint8_t>(bytes.begin(), bytes.begin() + 10), std::vector<uint8_t>(10, 0));
+    EXPECT_EQ(num_buffers(bytes), 1);
+    EXPECT_EQ(body(bytes, 12), frame);
+}
+
+TEST(RxBatch, LegacyTenByteHeader) {
+    Rig rig(/*features=*/0);
+    const uint16_t head = rig.drv.post_rx({1526});
+    rig.drv.write_bytes(rig.drv.segs_of(head)[0].gpa, std::vector<uint8_t>(80, 0xEE));
+    const auto frame = pattern(60);
+    Piece piece{};
+    RxBatch batch;
+    ASSERT_EQ(batch.deliver(rig.ring, rig.st, view_of(frame, piece)), DeliverStatus::kDelivered);
+    batch.commit();
+    flush_used(rig.ring, rig.st);
+    EXPECT_EQ(rig.drv.take_used().at(0).len, 70u);
+    const auto bytes = rig.drv.read_chain(head, 80);
+    EXPECT_EQ(std::vector<uint8_t>(bytes.begin(), bytes.begin() + 10), std::vector<uint8_t>(10, 0));
+    EXPECT_EQ(std::vector<uint8_t>(bytes.begin() + 10, bytes.begin() + 70), frame);
+    EXPECT_EQ(std::vector<uint8_t>(bytes.begin() + 70, bytes.end()), std::vector<uint8_t>(10, 0xEE))
+        << "nothing written past the frame";
+}
+
+// A frame that cannot be deferred (its RX chain has several descriptors)
+// writes the pending frames first: used elements stay in reservation order,
+// which VIRTIO_F_IN_ORDER requires.
+TEST(RxBatch, ImmediateFrameCommitsThePendingOnesFirst) {
+    Rig rig(kV1 | kMrg);
+    const uint16_t first = rig.drv.post_rx({2048});
+    const uint16_t split = rig.drv.post_rx({6, 6, 2000});  // header over two descriptors
+    const uint16_t last = rig.drv.post_rx({2048});
+    const auto f1 = pattern(64, 1);
+    const auto f2 = pattern(300, 2);
+    const auto f3 = pattern(100, 3);
+    Piece p1{}, p2{}, p3{};
+    RxBatch batch;
+
+    ASSERT_EQ(batch.deliver(rig.ring, rig.st, view_of(f1, p1)), DeliverStatus::kDelivered);
+    EXPECT_EQ(batch.pending(), 1u);
+    ASSERT_EQ(batch.deliver(rig.ring, rig.st, view_of(f2, p2)), DeliverStatus::kDelivered);
+    EXPECT_EQ(batch.pending(), 0u) << "the first frame was written before the second";
+    EXPECT_EQ(rig.st.used_idx, 2);
+    ASSERT_EQ(batch.deliver(rig.ring, rig.st, view_of(f3, p3)), DeliverStatus::kDelivered);
+    EXPECT_EQ(batch.pending(), 1u);
+    batch.commit();
+    flush_used(rig.ring, rig.st);
+
+    const auto used = rig.drv.take_used();
+    ASSERT_EQ(used.size(), 3u);
+    EXPECT_EQ(used[0].id, first);
+    EXPECT_EQ(used[1].id, split);
+    EXPECT_EQ(used[2].id, last);
+    EXPECT_EQ(body(rig.drv.read_chain(first, used[0].len), 12), f1);
+    const auto second = rig.drv.read_chain(split, used[1].len);
+    EXPECT_EQ(num_buffers(second), 1);
+    EXPECT_EQ(body(second, 12), f2);
+    EXPECT_EQ(body(rig.drv.read_chain(last, used[2].len), 12), f3);
+}
+
+// A source in two pieces (a header split from the frame, or a frame over two
+// memory regions) is written at once too.
+TEST(RxBatch, SplitSourceIsWrittenAtOnce) {
+    Rig rig(kV1);
+    const uint16_t head = rig.drv.post_rx({2048});
+    const auto frame = pattern(200);
+    const Piece pieces[2] = {{const_cast<uint8_t*>(frame.data()), 50},
+                             {const_cast<uint8_t*>(frame.data()) + 50, 150}};
+    RxBatch batch;
+    ASSERT_EQ(batch.deliver(rig.ring, rig.st, FrameView{pieces, 0, 200}), DeliverStatus::kDelivered);
+    EXPECT_EQ(batch.pending(), 0u);
+    flush_used(rig.ring, rig.st);
+    const auto used = rig.drv.take_used();
+    ASSERT_EQ(used.size(), 1u);
+    EXPECT_EQ(used[0].id, head);
+    EXPECT_EQ(body(rig.drv.read_chain(head, used[0].len), 12), frame);
+}
+
+TEST(RxBatch, FramesThatAreNotDeliveredLeaveNothingPending) {
+    Rig rig(kV1);
+    const auto frame = pattern(100);
+    Piece piece{};
+    RxBatch batch;
+    EXPECT_EQ(batch.deliver(rig.ring, rig.st, view_of(frame, piece)), DeliverStatus::kNoBuffer);
+    EXPECT_EQ(rig.st.rx_no_buffer, 1u);
+    rig.drv.post_rx({50});
+    EXPECT_EQ(batch.deliver(rig.ring, rig.st, view_of(frame, piece)), DeliverStatus::kTooBig);
+    EXPECT_EQ(rig.st.rx_too_big, 1u);
+    EXPECT_EQ(rig.st.last_avail_idx, 0) << "the chain stays available";
+    EXPECT_EQ(batch.pending(), 0u);
+    EXPECT_EQ(rig.st.rx_frames, 0u);
+}
+
+// More frames than the batch holds: it commits by itself and loses none.
+TEST(RxBatch, FullBatchCommitsByItself) {
+    constexpr size_t kFrames = RxBatch::kCapacity + 3;
+    Rig rig(kV1, /*size=*/512, /*mem_size=*/4 << 20);
+    std::vector<uint16_t> heads;
+    for (size_t i = 0; i < kFrames; ++i) {
+        heads.push_back(rig.drv.post_rx({128}));
+    }
+    std::vector<std::vector<uint8_t>> frames;
+    for (size_t i = 0; i < kFrames; ++i) {
+        frames.push_back(pattern(64, static_cast<uint8_t>(i)));
+    }
+    std::vector<Piece> pieces(kFrames);
+    RxBatch batch;
+    for (size_t i = 0; i < kFrames; ++i) {
+        ASSERT_EQ(batch.deliver(rig.ring, rig.st, view_of(frames[i], pieces[i])), DeliverStatus::kDelivered) << i;
+    }
+    EXPECT_EQ(batch.pending(), 3u);
+    EXPECT_EQ(rig.st.used_idx, RxBatch::kCapacity);
+    batch.commit();
+    flush_used(rig.ring, rig.st);
+    const auto used = rig.drv.take_used();
+    ASSERT_EQ(used.size(), kFrames);
+    for (size_t i = 0; i < kFrames; ++i) {
+        EXPECT_EQ(used[i].id, heads[i]) << i;
+        EXPECT_EQ(body(rig.drv.read_chain(heads[i], used[i].len), 12), frames[i]) << i;
+    }
+}
+
+TEST(NetHeaderWriter, WritesZeroesAndNumBuffers) {
+    std::vector<uint8_t> buf(16, 0xEE);
+    detail::write_net_header(buf.data(), kNetHdrMrgLen, 0x0203);
+    EXPECT_EQ(buf, (std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x03, 0x02, 0xEE, 0xEE, 0xEE, 0xEE}));
+    std::fill(buf.begin(), buf.end(), 0xEE);
+    detail::write_net_header(buf.data(), kNetHdrLen, 7);
+    EXPECT_EQ(buf, (std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE}));
+}
+
+} // namespace
+} // namespace vhostd::virtio
