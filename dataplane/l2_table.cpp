@@ -22,12 +22,6 @@ uint32_t L2Table::now_s() noexcept {
     return static_cast<uint32_t>(ts.tv_sec) + 1;
 }
 
-uint64_t L2Table::pack_mac(const uint8_t* mac) noexcept {
-    uint64_t v = 0;
-    std::memcpy(&v, mac, 6);
-    return v;
-}
-
 size_t L2Table::home(uint64_t mac) const noexcept {
     // Fibonacci hashing: the top bits of the product depend on every bit of
     // the MAC, including its last byte (bits 40..47 here), which is what
@@ -35,14 +29,14 @@ size_t L2Table::home(uint64_t mac) const noexcept {
     return static_cast<size_t>((mac * 0x9E3779B97F4A7C15ull) >> shift_);
 }
 
-void L2Table::learn(const uint8_t* mac, PortId port, uint32_t now) noexcept {
-    if (is_multicast(mac)) {
-        return; // a group address is never a source
+bool L2Table::learn(uint64_t m, PortId port, uint32_t now) noexcept {
+    if (is_multicast(m)) {
+        return false; // a group address is never a source
     }
     if (port == kUnlearnablePort) {
-        return; // port + 1 would not fit in the key's 16 bits (found by fuzz_l2_table)
+        return false; // port + 1 would not fit in the key's 16 bits (found by fuzz_l2_table)
     }
-    const uint64_t m = pack_mac(mac);
+    m &= kMacMask;
     const uint64_t want = m | (static_cast<uint64_t>(port) + 1) << 48;
     const size_t h = home(m);
     Slot* reuse = nullptr;
@@ -52,13 +46,16 @@ void L2Table::learn(const uint8_t* mac, PortId port, uint32_t now) noexcept {
         if (key != 0 && (key & kMacMask) == m) {
             // Known MAC: touch only what changed, so a steady flow does not
             // bounce the cache line between PMDs.
+            bool wrote = false;
             if (key != want) {
                 s.key.store(want, std::memory_order_relaxed);
+                wrote = true;
             }
             if (s.seen.load(std::memory_order_relaxed) != now) {
                 s.seen.store(now, std::memory_order_relaxed);
+                wrote = true;
             }
-            return;
+            return wrote;
         }
         if (reuse == nullptr &&
             (key == 0 || expired(s.seen.load(std::memory_order_relaxed), now))) {
@@ -70,13 +67,16 @@ void L2Table::learn(const uint8_t* mac, PortId port, uint32_t now) noexcept {
         // CAS: two PMDs learning different MACs must not both take the slot.
         if (reuse->key.compare_exchange_strong(old, want, std::memory_order_relaxed)) {
             reuse->seen.store(now, std::memory_order_relaxed);
+            return true;
         }
     }
-    // Table full around this bucket: the MAC stays unknown and is flooded.
+    // Table full around this bucket (or another PMD took the slot): the MAC
+    // stays unknown and is flooded.
+    return false;
 }
 
-std::optional<PortId> L2Table::lookup(const uint8_t* mac, uint32_t now) const noexcept {
-    const uint64_t m = pack_mac(mac);
+std::optional<PortId> L2Table::lookup(uint64_t m, uint32_t now) const noexcept {
+    m &= kMacMask;
     const size_t h = home(m);
     for (unsigned i = 0; i < kProbe; ++i) {
         const Slot& s = slots_[(h + i) & mask_];

@@ -13,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -28,6 +29,7 @@ using Mac = std::array<uint8_t, 6>;
 inline constexpr PortId kUnlearnablePort = 0xffff;
 
 inline bool is_multicast(const uint8_t* mac) noexcept { return (mac[0] & 1) != 0; }
+inline bool is_multicast(uint64_t packed_mac) noexcept { return (packed_mac & 1) != 0; }  // see L2Table::pack_mac
 
 class L2Table {
 public:
@@ -35,10 +37,24 @@ public:
     L2Table(size_t capacity, uint32_t aging_s);
 
     // Source MAC seen on `port` at `now_s` (seconds, monotonic). Multicast
-    // sources and kUnlearnablePort are ignored.
-    void learn(const uint8_t* mac, PortId port, uint32_t now_s) noexcept;
+    // sources and kUnlearnablePort are ignored. True if the table was written
+    // (a new or moved MAC, or a new last-seen second), i.e. if a lookup
+    // may now answer differently.
+    bool learn(const uint8_t* mac, PortId port, uint32_t now_s) noexcept { return learn(pack_mac(mac), port, now_s); }
     // Port that owns `mac`, if known and not aged out.
-    [[nodiscard]] std::optional<PortId> lookup(const uint8_t* mac, uint32_t now_s) const noexcept;
+    [[nodiscard]] std::optional<PortId> lookup(const uint8_t* mac, uint32_t now_s) const noexcept {
+        return lookup(pack_mac(mac), now_s);
+    }
+
+    // The same with the MAC as a packed key: its 6 bytes in memory order in
+    // bits 0..47 (byte 0, with the group bit, lowest), bits 48..63 zero.
+    bool learn(uint64_t mac, PortId port, uint32_t now_s) noexcept;
+    [[nodiscard]] std::optional<PortId> lookup(uint64_t mac, uint32_t now_s) const noexcept;
+    static uint64_t pack_mac(const uint8_t* mac) noexcept {
+        uint64_t v = 0;
+        std::memcpy(&v, mac, 6);
+        return v;
+    }
 
     // Control thread: forget every MAC on `port` (port removed or reset).
     void flush_port(PortId port) noexcept;
@@ -61,7 +77,6 @@ private:
         std::atomic<uint64_t> key{0};   // mac | (port + 1) << 48; 0 = never used
         std::atomic<uint32_t> seen{0};  // now_s when last learned
     };
-    static uint64_t pack_mac(const uint8_t* mac) noexcept;
     [[nodiscard]] size_t home(uint64_t mac) const noexcept;
     [[nodiscard]] bool expired(uint32_t seen, uint32_t now_s) const noexcept {
         // PMDs read the clock at different times: an entry another PMD

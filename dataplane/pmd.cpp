@@ -226,6 +226,8 @@ bool Pmd::poll_once(const Snapshot& snap) noexcept {
     // The L2 clock is read lazily, once per pass that switches a frame, so an
     // empty poll costs no clock read (L2Table::now_s never returns 0).
     now_s_ = 0;
+    learned_src_ = kNoMac;
+    looked_up_dst_ = kNoMac;
     for (const Source& src : snap.sources[index_]) {
         const PortEntry& port = snap.ports[src.port];
         if (src.vring != nullptr) {
@@ -351,15 +353,29 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
         deliver(snap, snap.ports[*src.peer], frame, source_stable);
         return;
     }
-    // L2: learn the source, then unicast to a known port or flood.
-    const uint8_t* dst_mac = eth;
-    const uint8_t* src_mac = eth + 6;
+    // L2: learn the source, then unicast to a known port or flood. The two
+    // MACs as table keys, read with the widths `eth` was written with.
+    uint64_t first8 = 0;
+    uint32_t last4 = 0;
+    std::memcpy(&first8, eth, sizeof(first8));
+    std::memcpy(&last4, eth + 8, sizeof(last4));
+    const uint64_t dst_mac = first8 & ((uint64_t{1} << 48) - 1);
+    const uint64_t src_mac = (first8 >> 48) | uint64_t{last4} << 16;
     if (now_s_ == 0) {
         now_s_ = L2Table::now_s();
     }
-    snap.l2->learn(src_mac, src.id, now_s_);
+    if (const uint64_t learned = src_mac | uint64_t{src.id} << 48; learned != learned_src_) {
+        if (snap.l2->learn(src_mac, src.id, now_s_)) {
+            looked_up_dst_ = kNoMac;  // a lookup may answer differently now
+        }
+        learned_src_ = learned;
+    }
     if (!is_multicast(dst_mac)) {
-        if (auto port = snap.l2->lookup(dst_mac, now_s_)) {
+        if (dst_mac != looked_up_dst_) {
+            looked_up_port_ = snap.l2->lookup(dst_mac, now_s_);
+            looked_up_dst_ = dst_mac;
+        }
+        if (const auto port = looked_up_port_) {
             if (*port == src.id || *port >= snap.ports.size() || !reachable(snap.ports[*port])) {
                 // Never hair-pin a frame back out of the port it came from;
                 // a port whose guest is gone cannot take it either.

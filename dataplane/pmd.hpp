@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "dataplane/idle.hpp"
 #include "dataplane/qsbr.hpp"
@@ -80,6 +81,15 @@ private:
     std::atomic<bool>& stop_;
     PmdControl& control_;
     uint32_t now_s_ = 0;
+    // L2 work saved within one poll pass: consecutive frames of a flow carry
+    // the same addresses. The source (MAC | port << 48) learned last, and the
+    // last destination looked up with its answer; reset every pass, and the
+    // destination whenever learning changed the table. kNoMac: none (a MAC
+    // key has bits 48..63 clear).
+    static constexpr uint64_t kNoMac = ~uint64_t{0};
+    uint64_t learned_src_ = kNoMac;
+    uint64_t looked_up_dst_ = kNoMac;
+    std::optional<uint16_t> looked_up_port_;
 
     // Scratch, sized once; nothing is allocated per packet.
     std::unique_ptr<virtio::Chain[]> chains_;

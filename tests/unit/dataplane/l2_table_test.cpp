@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -30,6 +31,31 @@ Mac vm_mac(uint16_t n) {
 }
 
 std::optional<PortId> lookup(const L2Table& t, const Mac& m, uint32_t now) { return t.lookup(m.data(), now); }
+
+// learn() says when it wrote: the PMD then forgets the lookups it remembered.
+TEST(L2Table, LearnSaysWhetherItChangedTheTable) {
+    L2Table t(1024, kAging);
+    EXPECT_TRUE(t.learn(mac(1).data(), 3, 100)) << "new MAC";
+    EXPECT_FALSE(t.learn(mac(1).data(), 3, 100)) << "same port, same second";
+    EXPECT_TRUE(t.learn(mac(1).data(), 4, 100)) << "moved";
+    EXPECT_TRUE(t.learn(mac(1).data(), 4, 101)) << "seen again a second later";
+    EXPECT_EQ(lookup(t, mac(1), 101), PortId{4});
+    const Mac group{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01};
+    EXPECT_FALSE(t.learn(group.data(), 1, 101)) << "a group address is never learned";
+    EXPECT_FALSE(t.learn(mac(2).data(), kUnlearnablePort, 101));
+}
+
+// The packed-key API is the byte API: bytes in memory order, byte 0 lowest.
+TEST(L2Table, PackedKeysAreTheBytesInMemoryOrder) {
+    L2Table t(1024, kAging);
+    const Mac m{0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+    EXPECT_EQ(L2Table::pack_mac(m.data()), 0x554433221102ull);
+    t.learn(0x554433221102ull, 7, 100);
+    EXPECT_EQ(lookup(t, m, 100), PortId{7});
+    EXPECT_EQ(t.lookup(0x554433221102ull, 100), PortId{7});
+    EXPECT_TRUE(is_multicast(L2Table::pack_mac(std::array<uint8_t, 6>{0x01, 0, 0, 0, 0, 0}.data())));
+    EXPECT_FALSE(is_multicast(uint64_t{0x554433221102ull}));
+}
 
 TEST(L2Table, LearnThenLookup) {
     L2Table t(1024, kAging);

@@ -254,6 +254,67 @@ TEST(PmdL2, FrameToAMacOnTheSourcePortIsDroppedNotHairpinned) {
     EXPECT_EQ(a.from_guest().drop_no_route.get(), 1u);
 }
 
+// The PMD learns and looks up once per flow and poll pass (consecutive frames
+// carry the same addresses), but what one frame teaches the table must reach
+// the next frame of the same pass.
+TEST(PmdL2, WhatAFrameTeachesHoldsForTheNextFrameOfThePass) {
+    Guest a(0);
+    Guest b(1);
+    Guest c(2);
+    Harness h(config::SwitchMode::L2);
+    for (Guest* g : {&a, &b, &c}) {
+        h.add(*g);
+        g->post_rx(8);
+    }
+    // One pass polls a, b, c in turn.
+    a.send(eth(mac_of(2), mac_of(1), 60, 1));  // mac 2 unknown: flooded to b and c
+    b.send(eth(mac_of(2), mac_of(2), 60, 2));  // teaches mac 2 on b; to itself: dropped
+    c.send(eth(mac_of(2), mac_of(3), 60, 3));  // mac 2 known now: only to b
+    EXPECT_TRUE(h.poll());
+    EXPECT_TRUE(a.received().empty()) << "b's frame was not flooded";
+    const auto at_b = b.received();
+    ASSERT_EQ(at_b.size(), 2u);
+    EXPECT_EQ(at_b[0].frame, eth(mac_of(2), mac_of(1), 60, 1));
+    EXPECT_EQ(at_b[1].frame, eth(mac_of(2), mac_of(3), 60, 3));
+    EXPECT_EQ(c.received().size(), 1u);
+    EXPECT_EQ(b.from_guest().drop_no_route.get(), 1u);
+
+    // A MAC that moves to another port within a pass is learned there.
+    a.send(eth(kBroadcast, mac_of(9), 60));
+    b.send(eth(kBroadcast, mac_of(9), 60));
+    EXPECT_TRUE(h.poll());
+    EXPECT_EQ(h.l2.lookup(mac_of(9).data(), L2Table::now_s()), PortId{1});
+}
+
+// A burst of one flow: every frame goes to the learned port, in order.
+TEST(PmdL2, ABurstOfOneFlowGoesToItsPortInOrder) {
+    Guest a(0);
+    Guest b(1);
+    Guest c(2);
+    Harness h(config::SwitchMode::L2);
+    for (Guest* g : {&a, &b, &c}) {
+        h.add(*g);
+        g->post_rx(16);
+    }
+    b.send(eth(kBroadcast, mac_of(2), 60));
+    EXPECT_TRUE(h.poll());
+    a.received();
+    c.received();
+    std::vector<std::vector<uint8_t>> sent;
+    for (uint8_t i = 0; i < 10; ++i) {
+        sent.push_back(eth(mac_of(2), mac_of(1), 60 + i, i));
+        a.send(sent.back());
+    }
+    EXPECT_TRUE(h.poll());
+    const auto at_b = b.received();
+    ASSERT_EQ(at_b.size(), sent.size());
+    for (size_t i = 0; i < sent.size(); ++i) {
+        EXPECT_EQ(at_b[i].frame, sent[i]) << i;
+    }
+    EXPECT_TRUE(c.received().empty());
+    EXPECT_EQ(h.l2.lookup(mac_of(1).data(), L2Table::now_s()), PortId{0});
+}
+
 TEST(PmdL2, FloodFromTheOnlyPortIsNoRoute) {
     Guest a(0);
     Harness h(config::SwitchMode::L2);
