@@ -1,8 +1,45 @@
 #include "virtio/rx_batch.hpp"
 
+#include <cpuid.h>
+
+#include <algorithm>
 #include <cstring>
 
 namespace vhostd::virtio {
+
+namespace {
+
+// PREFETCHW fetches a line ready to be written (no second trip to take it
+// from the other CPU's cache). AMD has it on every 64-bit CPU, Intel since
+// Broadwell; CPUID 0x80000001 ECX bit 8 says so. Elsewhere, a read prefetch.
+bool cpu_has_prefetchw() noexcept {
+    unsigned eax = 0;
+    unsigned ebx = 0;
+    unsigned ecx = 0;
+    unsigned edx = 0;
+    return __get_cpuid(0x80000001, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 8)) != 0;
+}
+const bool kHavePrefetchW = cpu_has_prefetchw();
+
+// The first lines of the next pending frame, its source for reading and its
+// RX buffer for writing, fetched while the current one is copied; the CPU's
+// stream prefetchers take over from there for longer frames.
+constexpr uint32_t kPrefetchBytes = 2048;
+
+void prefetch_frame(const uint8_t* src, uint8_t* dst, uint32_t len, uint32_t hdr_len) noexcept {
+    for (uint32_t off = 0; off < std::min(len, kPrefetchBytes); off += 64) {
+        __builtin_prefetch(src + off, /*rw=*/0);
+    }
+    for (uint32_t off = 0; off < std::min(hdr_len + len, kPrefetchBytes); off += 64) {
+        if (kHavePrefetchW) {
+            asm volatile("prefetchw %0" : : "m"(*(dst + off)));
+        } else {
+            __builtin_prefetch(dst + off, /*rw=*/1);
+        }
+    }
+}
+
+} // namespace
 
 DeliverStatus RxBatch::deliver(const SplitRing& ring, QueueState& state, const FrameView& frame) noexcept {
     if (count_ == kCapacity) {
@@ -35,6 +72,10 @@ void RxBatch::commit() noexcept {
     // used elements, which publish nothing until flush_used().
     for (size_t i = 0; i < count_; ++i) {
         const Pending& p = pending_[i];
+        if (i + 1 < count_) {
+            const Pending& next = pending_[i + 1];
+            prefetch_frame(next.src, next.dst, next.len, next.hdr_len);
+        }
         detail::write_net_header(p.dst, p.hdr_len, 1);
         std::memcpy(p.dst + p.hdr_len, p.src, p.len);
     }

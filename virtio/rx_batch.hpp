@@ -10,7 +10,8 @@
 // of the burst. Those stores go to cache lines the receiving guest's CPU
 // touched last, and each one waits for its line. Interleaved with every
 // frame's descriptor work they waited one at a time, and the loads behind
-// them with them; written as a run, the CPU overlaps the waits
+// them with them; written as a run, the CPU overlaps the waits, and while
+// one frame is copied the next one's source and RX buffer are prefetched
 // (docs/performance.md, "Deferred RX writes"). Any other frame (several
 // source pieces, several RX buffers or descriptors) commits the batch, then is
 // written at once, so each ring's used elements keep the reservation order
