@@ -76,12 +76,15 @@ void RxBatch::commit() noexcept {
             const Pending& next = pending_[i + 1];
             prefetch_frame(next.src, next.dst, next.len, next.hdr_len);
         }
+        if (p.state->broken) {
+            continue;  // a later frame broke the ring: write nothing more into it
+        }
         detail::write_net_header(p.dst, p.hdr_len, 1);
         std::memcpy(p.dst + p.hdr_len, p.src, p.len);
     }
     for (size_t i = 0; i < count_; ++i) {
         const Pending& p = pending_[i];
-        push_used(*p.ring, *p.state, p.head, p.hdr_len + p.len);
+        push_used(*p.ring, *p.state, p.head, p.hdr_len + p.len);  // no-op on a broken ring
     }
     count_ = 0;
 }

@@ -48,7 +48,10 @@ public:
     // Like deliver_frame(); on kDelivered the frame may still be pending.
     [[nodiscard]] DeliverStatus deliver(const SplitRing& ring, QueueState& state, const FrameView& frame) noexcept;
 
-    // Writes every pending frame and pushes its used element.
+    // Writes every pending frame and pushes its used element. A frame whose
+    // ring broke after it was reserved (a later frame found a violation) is
+    // not written: a broken ring is never written again. It stays counted as
+    // delivered.
     void commit() noexcept;
 
     [[nodiscard]] size_t pending() const noexcept { return count_; }

@@ -88,7 +88,7 @@ struct RingLayout {
 enum RingOpCode : uint8_t {
     kOpFetchTx = 0,   // fetch_tx_chain; push_used(head, 0)
     kOpFetchRx = 1,   // fetch_rx_chain; push_used(head, min(a, chain.len))
-    kOpDeliver = 2,   // deliver_frame of an a-byte frame
+    kOpDeliver = 2,   // deliver_frame of an a-byte frame; b bit 0: through an RxBatch instead
     kOpFlush = 3,     // flush_used, needs_call
     kOpNotify = 4,    // enable_notifications(a & 1), has_pending
     kOpGuestWrite = 5,// the guest stores u16 b at image offset 2 * a

@@ -338,6 +338,16 @@ size_t write_split_ring(const fs::path& root) {
         d.post_rx({1514 + 12});
         d.post_rx({12, 1514});
     });
+    // Two frames deferred in an RxBatch around one written at once (its RX
+    // chain has two descriptors), then the commit at the flush.
+    ring_seed(dir, "rx-batched",
+              {static_cast<uint8_t>(4 | kRingMrg), 0,
+               {{kOpDeliver, 60, 1}, {kOpDeliver, 700, 1}, {kOpDeliver, 60, 1}, flush}},
+              3, true, [](auto& d) {
+                  d.post_rx({1536});
+                  d.post_rx({12, 1514});
+                  d.post_rx({1536});
+              });
     ring_seed(dir, "rx-indirect", {static_cast<uint8_t>(4 | kRingIndirect), 0, {{kOpDeliver, 500, 0}, flush}}, 1, true,
               [](auto& d) { d.post_rx({12, 256, 256}, true); });
     return dir.count();

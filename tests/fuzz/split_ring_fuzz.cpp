@@ -13,7 +13,8 @@
 //    (tests/fuzz/ring_model.hpp): empty, a violation, or the same chain
 //    (head, length, and each piece);
 //  - fetches advance last_avail_idx by exactly one chain; deliver_frame
-//    consumes nothing unless it delivered; a broken queue has a reason;
+//    and RxBatch::deliver consume nothing unless they delivered; a broken
+//    queue has a reason;
 //  - once the queue is broken, the device never writes guest memory again;
 //  - skip_net_header / copy_frame agree with the chain length.
 
@@ -34,6 +35,7 @@
 #include "tests/fuzz/ring_model.hpp"
 #include "virtio/net_hdr.hpp"
 #include "virtio/net_rx.hpp"
+#include "virtio/rx_batch.hpp"
 #include "virtio/split_queue.hpp"
 #include "virtio/split_ring.hpp"
 
@@ -190,7 +192,9 @@ void rx(const SplitRing& ring, QueueState& st, Chain& chain, uint16_t written) {
     }
 }
 
-void deliver(const SplitRing& ring, QueueState& st, uint16_t len) {
+// Through deliver_frame, or deferred through `batch` (committed at the next
+// flush or restart, or at the end) when `batch` is given.
+void deliver(const SplitRing& ring, QueueState& st, uint16_t len, RxBatch* batch) {
     static const std::vector<uint8_t> source = [] {
         std::vector<uint8_t> v(64 * 1024);
         for (size_t i = 0; i < v.size(); ++i) {
@@ -200,7 +204,9 @@ void deliver(const SplitRing& ring, QueueState& st, uint16_t len) {
     }();
     const uint16_t before = st.last_avail_idx;
     const uint64_t frames = st.rx_frames;
-    switch (deliver_frame(ring, st, source.data(), len)) {
+    const Piece piece{const_cast<uint8_t*>(source.data()), len};
+    const FrameView frame{std::span<const Piece>(&piece, len == 0 ? 0 : 1), 0, len};
+    switch (batch != nullptr ? batch->deliver(ring, st, frame) : deliver_frame(ring, st, frame)) {
     case DeliverStatus::kDelivered:
         check(st.rx_frames == frames + 1, "delivered frame not counted");
         break;
@@ -254,6 +260,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const SplitRing ring = *ring_or;
     QueueState st = QueueState::start(ring, last_avail);
     auto chain = std::make_unique<Chain>();
+    auto batch = std::make_unique<RxBatch>();
     std::vector<uint8_t> frozen;  // guest memory when the queue broke
 
     for (const RingOp& op : ops) {
@@ -268,9 +275,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             rx(ring, st, *chain, op.a);
             break;
         case kOpDeliver:
-            deliver(ring, st, op.a);
+            deliver(ring, st, op.a, (op.b & 1) != 0 ? batch.get() : nullptr);
             break;
         case kOpFlush:
+            batch->commit();
             flush_used(ring, st);
             (void)needs_call(ring, st);
             break;
@@ -287,6 +295,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             break;
         }
         case kOpRestart:
+            batch->commit();  // the PMD commits before a ring can restart (QSBR)
             st = QueueState::start(ring, op.a);
             frozen.clear();
             break;
@@ -294,6 +303,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             break;
         }
     }
+    if (st.broken && frozen.empty()) {
+        frozen.assign(mem, mem + kRingImageSize);  // broke in the last op: commit() must not write
+    }
+    batch->commit();
     if (st.broken && !frozen.empty()) {
         check(std::memcmp(frozen.data(), mem, kRingImageSize) == 0, "the device wrote guest memory after it broke");
     }

@@ -149,6 +149,26 @@ TEST(RxBatch, FramesThatAreNotDeliveredLeaveNothingPending) {
     EXPECT_EQ(rig.st.rx_frames, 0u);
 }
 
+// A ring that a later frame breaks is not written for the frames still
+// pending: a broken ring is never written again.
+TEST(RxBatch, NothingIsWrittenIntoARingThatBroke) {
+    Rig rig(kV1);
+    const uint16_t first = rig.drv.post_rx({2048});
+    rig.drv.write_bytes(rig.drv.segs_of(first)[0].gpa, std::vector<uint8_t>(128, 0xEE));
+    rig.drv.send(std::vector<uint8_t>(100, 1));  // device-readable: a violation in an RX ring
+    const auto frame = pattern(64);
+    Piece piece{};
+    RxBatch batch;
+    ASSERT_EQ(batch.deliver(rig.ring, rig.st, view_of(frame, piece)), DeliverStatus::kDelivered);
+    ASSERT_EQ(batch.deliver(rig.ring, rig.st, view_of(frame, piece)), DeliverStatus::kBroken);
+    EXPECT_TRUE(rig.st.broken);
+    batch.commit();
+    EXPECT_EQ(batch.pending(), 0u);
+    EXPECT_EQ(rig.drv.read_chain(first, 128), std::vector<uint8_t>(128, 0xEE));
+    flush_used(rig.ring, rig.st);
+    EXPECT_EQ(rig.drv.used_idx(), 0);
+}
+
 // More frames than the batch holds: it commits by itself and loses none.
 TEST(RxBatch, FullBatchCommitsByItself) {
     constexpr size_t kFrames = RxBatch::kCapacity + 3;
