@@ -92,6 +92,10 @@ def parse_args(argv):
                    help="the results section of this file is replaced (default docs/performance.md)")
     p.add_argument("--no-doc", action="store_true", help="do not write the doc")
     p.add_argument("--json", help="write every run's raw numbers to this file")
+    p.add_argument("--per-second", action="store_true",
+                   help="A: also read vhostd's counters every second and print each second's "
+                        "rate and busy cycles per frame (the host's fast and slow states show "
+                        "within a run); adds a SIGUSR1 per second")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log every process start and testpmd command")
@@ -169,9 +173,14 @@ def describe(res):
             polls += f", busy {100 * bp['busy_share']:.0f}% of the time"
         if bp.get("cycles_per_frame"):
             polls += f", {bp['cycles_per_frame']:.0f} busy cycles/frame"
+    seconds = ""
+    if res.get("per_second_cycles_per_frame"):
+        seconds = ", per second Mpps/busy cycles per frame: " + " ".join(
+            f"{pps / 1e6:.2f}/{cyc if cyc is not None else '-'}"
+            for pps, cyc in zip(res["readings_pps"], res["per_second_cycles_per_frame"]))
     return (f"{res['median_pps'] / 1e6:.3f} Mpps median ({res['counter_pps'] / 1e6:.3f} by "
             f"counters), {res['bytes_per_packet']:.0f} B/frame, peer TX-dropped "
-            f"{res['peer_tx_dropped']}, back-end drops {be['drops']}{cpu}{polls}")
+            f"{res['peer_tx_dropped']}, back-end drops {be['drops']}{cpu}{polls}{seconds}")
 
 
 def main(argv):

@@ -193,6 +193,15 @@ class VhostdBackend:
 
     def window_begin(self):
         self._before = self.snapshot()
+        return self._before
+
+    def since(self, prev):
+        """A new snapshot, and the frames the PMDs took in and their busy
+        cycles since snapshot `prev`: (snapshot, frames, busy_cycles)."""
+        cur = self.snapshot()
+        frames = sum(q["rx_packets"] for q in parse.vhostd_delta(prev[0], cur[0]).values())
+        busy = sum(d["busy_cycles"] for d in parse.pmd_delta(prev[1], cur[1]).values())
+        return cur, frames, busy
 
     def window_end(self):
         """Counter increase over the window, the drops in it and the PMDs' polls."""

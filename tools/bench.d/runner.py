@@ -130,7 +130,11 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
         time.sleep(opts.warmup)
         backend.check_alive()
         peer.simple("clear fwd stats all")
-        backend.window_begin()
+        prev_counters = backend.window_begin()
+        # --per-second (A only): vhostd's busy cycles per frame in every second,
+        # to see the host's fast and slow states within one run.
+        per_second = getattr(opts, "per_second", False) and kind == "A"
+        per_sec_cycles = []
         baseline = peer.port_stats(case.nports)  # its Rx-pps is a partial reading: dropped
         t0 = time.monotonic()
         thr_be0, thr_peer0 = backend.threads(), peer.threads()
@@ -144,6 +148,9 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
             if delay > 0:
                 time.sleep(delay)
             readings.append(peer.port_stats(case.nports))
+            if per_second:
+                prev_counters, frames, busy = backend.since(prev_counters)
+                per_sec_cycles.append(round(busy / frames) if frames else None)
             now = (backend.threads(), peer.threads(), time.monotonic())
             per_sec_cpu.append({
                 "backend": parse.thread_shares(prev[0], now[0], now[2] - prev[2]),
@@ -181,6 +188,8 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
             "peer_threads": parse.thread_shares(thr_peer0, thr_peer1, t1 - t0),
             "per_second_cpu": per_sec_cpu,
         })
+        if per_second:
+            res["per_second_cycles_per_frame"] = per_sec_cycles
         _stalls(res)
         _checks(case, kind, res, opts)
 
