@@ -145,15 +145,24 @@ TEST(PmdXconnect, DisabledTxRingIsDrainedAndDiscarded) {
 
 // ---- L2 switching ----
 
-TEST(PmdL2, UnknownUnicastFloodsToEveryOtherPort) {
-    Guest a(0);
-    Guest b(1);
-    Guest c(2);
-    Harness h(config::SwitchMode::L2);
-    for (Guest* g : {&a, &b, &c}) {
-        h.add(*g);
-        g->post_rx(4);
+// Three guests on one L2 switch (ports 0, 1, 2), each with `rx_buffers` RX
+// buffers posted.
+struct L2Trio {
+    explicit L2Trio(size_t rx_buffers) {
+        for (Guest* g : {&a, &b, &c}) {
+            h.add(*g);
+            g->post_rx(rx_buffers);
+        }
     }
+    Guest a{0};
+    Guest b{1};
+    Guest c{2};
+    Harness h{config::SwitchMode::L2};
+};
+
+TEST(PmdL2, UnknownUnicastFloodsToEveryOtherPort) {
+    L2Trio trio(4);
+    auto& [a, b, c, h] = trio;
     const auto f = eth(mac_of(42), mac_of(1), 80);
     a.send(f);
     EXPECT_TRUE(h.poll());
@@ -170,14 +179,8 @@ TEST(PmdL2, UnknownUnicastFloodsToEveryOtherPort) {
 }
 
 TEST(PmdL2, BroadcastFloodsEvenWhenTheSourceIsKnown) {
-    Guest a(0);
-    Guest b(1);
-    Guest c(2);
-    Harness h(config::SwitchMode::L2);
-    for (Guest* g : {&a, &b, &c}) {
-        h.add(*g);
-        g->post_rx(4);
-    }
+    L2Trio trio(4);
+    auto& [a, b, c, h] = trio;
     c.send(eth(kBroadcast, mac_of(3), 60, 1));
     a.send(eth(kBroadcast, mac_of(1), 60, 2));
     EXPECT_TRUE(h.poll());
@@ -200,14 +203,8 @@ TEST(PmdL2, BroadcastFloodsEvenWhenTheSourceIsKnown) {
 }
 
 TEST(PmdL2, LearnedUnicastGoesOnlyToItsPort) {
-    Guest a(0);
-    Guest b(1);
-    Guest c(2);
-    Harness h(config::SwitchMode::L2);
-    for (Guest* g : {&a, &b, &c}) {
-        h.add(*g);
-        g->post_rx(8);
-    }
+    L2Trio trio(8);
+    auto& [a, b, c, h] = trio;
     // b announces itself (flooded to a and c); a learns nothing yet about c.
     b.send(eth(kBroadcast, mac_of(2), 60));
     EXPECT_TRUE(h.poll());
@@ -258,14 +255,8 @@ TEST(PmdL2, FrameToAMacOnTheSourcePortIsDroppedNotHairpinned) {
 // carry the same addresses), but what one frame teaches the table must reach
 // the next frame of the same pass.
 TEST(PmdL2, WhatAFrameTeachesHoldsForTheNextFrameOfThePass) {
-    Guest a(0);
-    Guest b(1);
-    Guest c(2);
-    Harness h(config::SwitchMode::L2);
-    for (Guest* g : {&a, &b, &c}) {
-        h.add(*g);
-        g->post_rx(8);
-    }
+    L2Trio trio(8);
+    auto& [a, b, c, h] = trio;
     // One pass polls a, b, c in turn.
     a.send(eth(mac_of(2), mac_of(1), 60, 1));  // mac 2 unknown: flooded to b and c
     b.send(eth(mac_of(2), mac_of(2), 60, 2));  // teaches mac 2 on b; to itself: dropped
@@ -288,14 +279,8 @@ TEST(PmdL2, WhatAFrameTeachesHoldsForTheNextFrameOfThePass) {
 
 // A burst of one flow: every frame goes to the learned port, in order.
 TEST(PmdL2, ABurstOfOneFlowGoesToItsPortInOrder) {
-    Guest a(0);
-    Guest b(1);
-    Guest c(2);
-    Harness h(config::SwitchMode::L2);
-    for (Guest* g : {&a, &b, &c}) {
-        h.add(*g);
-        g->post_rx(16);
-    }
+    L2Trio trio(16);
+    auto& [a, b, c, h] = trio;
     b.send(eth(kBroadcast, mac_of(2), 60));
     EXPECT_TRUE(h.poll());
     a.received();

@@ -28,6 +28,14 @@ std::vector<uint8_t> body(const std::vector<uint8_t>& chain_bytes, size_t hdr_le
     return {chain_bytes.begin() + static_cast<std::ptrdiff_t>(hdr_len), chain_bytes.end()};
 }
 
+// Posts one RX buffer of `len` bytes whose first `poisoned` bytes are 0xEE,
+// so that bytes not written show.
+uint16_t post_poisoned(Rig& rig, uint32_t len, size_t poisoned) {
+    const uint16_t head = rig.drv.post_rx({len});
+    rig.drv.write_bytes(rig.drv.segs_of(head)[0].gpa, std::vector<uint8_t>(poisoned, 0xEE));
+    return head;
+}
+
 uint16_t num_buffers(const std::vector<uint8_t>& chain_bytes) {
     uint16_t v = 0;
     std::memcpy(&v, chain_bytes.data() + 10, sizeof(v));
@@ -36,8 +44,7 @@ uint16_t num_buffers(const std::vector<uint8_t>& chain_bytes) {
 
 TEST(RxBatch, WritesNothingUntilCommit) {
     Rig rig(kV1);
-    const uint16_t head = rig.drv.post_rx({2048});
-    rig.drv.write_bytes(rig.drv.segs_of(head)[0].gpa, std::vector<uint8_t>(2048, 0xEE));
+    const uint16_t head = post_poisoned(rig, 2048, 2048);
     const auto frame = pattern(64);
     Piece piece{};
     RxBatch batch;
@@ -64,8 +71,7 @@ TEST(RxBatch, WritesNothingUntilCommit) {
 
 TEST(RxBatch, LegacyTenByteHeader) {
     Rig rig(/*features=*/0);
-    const uint16_t head = rig.drv.post_rx({1526});
-    rig.drv.write_bytes(rig.drv.segs_of(head)[0].gpa, std::vector<uint8_t>(80, 0xEE));
+    const uint16_t head = post_poisoned(rig, 1526, 80);
     const auto frame = pattern(60);
     Piece piece{};
     RxBatch batch;
@@ -153,8 +159,7 @@ TEST(RxBatch, FramesThatAreNotDeliveredLeaveNothingPending) {
 // pending: a broken ring is never written again.
 TEST(RxBatch, NothingIsWrittenIntoARingThatBroke) {
     Rig rig(kV1);
-    const uint16_t first = rig.drv.post_rx({2048});
-    rig.drv.write_bytes(rig.drv.segs_of(first)[0].gpa, std::vector<uint8_t>(128, 0xEE));
+    const uint16_t first = post_poisoned(rig, 2048, 128);
     rig.drv.send(std::vector<uint8_t>(100, 1));  // device-readable: a violation in an RX ring
     const auto frame = pattern(64);
     Piece piece{};
