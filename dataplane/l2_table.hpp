@@ -55,6 +55,21 @@ public:
         std::memcpy(&v, mac, 6);
         return v;
     }
+    // Both addresses of an Ethernet header's first 12 bytes (destination,
+    // then source) as keys. Reads them as 8 + 4 bytes, the widths a 12-byte
+    // copy is stored with, so a fresh copy is reloaded without a straddling
+    // store forward.
+    struct EthKeys {
+        uint64_t dst;
+        uint64_t src;
+    };
+    static EthKeys pack_eth_addrs(const uint8_t* addrs) noexcept {
+        uint64_t first8 = 0;
+        uint32_t last4 = 0;
+        std::memcpy(&first8, addrs, sizeof(first8));
+        std::memcpy(&last4, addrs + 8, sizeof(last4));
+        return {first8 & ((uint64_t{1} << 48) - 1), (first8 >> 48) | uint64_t{last4} << 16};
+    }
 
     // Control thread: forget every MAC on `port` (port removed or reset).
     void flush_port(PortId port) noexcept;

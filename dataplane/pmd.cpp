@@ -353,14 +353,8 @@ void Pmd::forward(const Snapshot& snap, const PortEntry& src, QueueStats& src_st
         deliver(snap, snap.ports[*src.peer], frame, source_stable);
         return;
     }
-    // L2: learn the source, then unicast to a known port or flood. The two
-    // MACs as table keys, read with the widths `eth` was written with.
-    uint64_t first8 = 0;
-    uint32_t last4 = 0;
-    std::memcpy(&first8, eth, sizeof(first8));
-    std::memcpy(&last4, eth + 8, sizeof(last4));
-    const uint64_t dst_mac = first8 & ((uint64_t{1} << 48) - 1);
-    const uint64_t src_mac = (first8 >> 48) | uint64_t{last4} << 16;
+    // L2: learn the source, then unicast to a known port or flood.
+    const auto [dst_mac, src_mac] = L2Table::pack_eth_addrs(eth);
     if (now_s_ == 0) {
         now_s_ = L2Table::now_s();
     }

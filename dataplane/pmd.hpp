@@ -89,7 +89,7 @@ private:
     static constexpr uint64_t kNoMac = ~uint64_t{0};
     uint64_t learned_src_ = kNoMac;
     uint64_t looked_up_dst_ = kNoMac;
-    std::optional<uint16_t> looked_up_port_;
+    std::optional<PortId> looked_up_port_;
 
     // Scratch, sized once; nothing is allocated per packet.
     std::unique_ptr<virtio::Chain[]> chains_;

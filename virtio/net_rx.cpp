@@ -124,6 +124,8 @@ DeliverStatus reserve(const SplitRing& ring, QueueState& state, uint32_t frame_l
     out.num_chains = num_chains;
     out.num_pieces = num_pieces;
     out.needed = needed;
+    ++state.rx_frames;
+    state.rx_bytes += frame_len;
     return DeliverStatus::kDelivered;
 }
 
@@ -165,8 +167,6 @@ void fill(const SplitRing& ring, QueueState& state, const FrameView& frame, cons
         push_used(ring, state, r.chains[i].head, written);
         remaining -= written;
     }
-    ++state.rx_frames;
-    state.rx_bytes += frame.len;
 }
 
 } // namespace detail

@@ -79,12 +79,13 @@ struct Reservation {
 // Takes RX chains off the avail ring until they hold the header and a
 // `frame_len`-byte frame. Anything but kDelivered leaves last_avail_idx as it
 // was and counts the reason in `state` (rx_no_buffer, rx_too_big) or marks the
-// queue broken. On kDelivered nothing has been written yet.
+// queue broken. On kDelivered the frame is counted (rx_frames, rx_bytes) but
+// nothing has been written yet.
 [[nodiscard]] DeliverStatus reserve(const SplitRing& ring, QueueState& state, uint32_t frame_len,
                                     Reservation& out) noexcept;
 
 // Writes the header (num_buffers = the number of chains) and `frame` into the
-// reserved chains and pushes their used elements; counts the frame in `state`.
+// reserved chains and pushes their used elements.
 void fill(const SplitRing& ring, QueueState& state, const FrameView& frame, const Reservation& r) noexcept;
 
 // Writes a `hdr_len`-byte (10 or 12) virtio-net header, zero but for

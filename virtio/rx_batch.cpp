@@ -60,10 +60,8 @@ DeliverStatus RxBatch::deliver(const SplitRing& ring, QueueState& state, const F
         detail::fill(ring, state, frame, r);
         return status;
     }
-    pending_[count_++] = Pending{r.pieces[0].host, frame.pieces[0].host + frame.offset, &ring, &state,
-                                 frame.len, r.chains[0].head, ring.hdr_len};
-    ++state.rx_frames;
-    state.rx_bytes += frame.len;
+    pending_[count_++] =
+        Pending{r.pieces[0].host, frame.pieces[0].host + frame.offset, &ring, &state, frame.len, r.chains[0].head};
     return status;
 }
 
@@ -74,17 +72,18 @@ void RxBatch::commit() noexcept {
         const Pending& p = pending_[i];
         if (i + 1 < count_) {
             const Pending& next = pending_[i + 1];
-            prefetch_frame(next.src, next.dst, next.len, next.hdr_len);
+            prefetch_frame(next.src, next.dst, next.len, next.ring->hdr_len);
         }
         if (p.state->broken) {
             continue;  // a later frame broke the ring: write nothing more into it
         }
-        detail::write_net_header(p.dst, p.hdr_len, 1);
-        std::memcpy(p.dst + p.hdr_len, p.src, p.len);
+        const uint32_t hdr_len = p.ring->hdr_len;
+        detail::write_net_header(p.dst, hdr_len, 1);
+        std::memcpy(p.dst + hdr_len, p.src, p.len);
     }
     for (size_t i = 0; i < count_; ++i) {
         const Pending& p = pending_[i];
-        push_used(*p.ring, *p.state, p.head, p.hdr_len + p.len);  // no-op on a broken ring
+        push_used(*p.ring, *p.state, p.head, p.ring->hdr_len + p.len);  // no-op on a broken ring
     }
     count_ = 0;
 }

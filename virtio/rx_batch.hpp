@@ -64,7 +64,6 @@ private:
         QueueState* state;
         uint32_t len;        // frame bytes
         uint16_t head;       // the RX chain, for its used element
-        uint8_t hdr_len;
     };
     std::array<Pending, kCapacity> pending_;  // deliberately not zeroed
     size_t count_ = 0;

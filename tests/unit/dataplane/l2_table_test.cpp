@@ -57,6 +57,17 @@ TEST(L2Table, PackedKeysAreTheBytesInMemoryOrder) {
     EXPECT_FALSE(is_multicast(uint64_t{0x554433221102ull}));
 }
 
+// An Ethernet header's two addresses give the same keys as packing each one.
+TEST(L2Table, EthernetAddressesPackLikeEachMac) {
+    const std::array<uint8_t, 14> hdr{0x02, 0x11, 0x22, 0x33, 0x44, 0x55,  // destination
+                                      0x52, 0x54, 0x00, 0x12, 0x34, 0x56,  // source
+                                      0x08, 0x00};
+    const auto keys = L2Table::pack_eth_addrs(hdr.data());
+    EXPECT_EQ(keys.dst, L2Table::pack_mac(hdr.data()));
+    EXPECT_EQ(keys.src, L2Table::pack_mac(hdr.data() + 6));
+    EXPECT_EQ(keys.src, 0x563412005452ull) << "the ethertype is not part of the source key";
+}
+
 TEST(L2Table, LearnThenLookup) {
     L2Table t(1024, kAging);
     EXPECT_EQ(lookup(t, mac(1), 100), std::nullopt) << "empty table";
