@@ -27,14 +27,19 @@ const bool kHavePrefetchW = cpu_has_prefetchw();
 constexpr uint32_t kPrefetchBytes = 2048;
 
 void prefetch_frame(const uint8_t* src, uint8_t* dst, uint32_t len, uint32_t hdr_len) noexcept {
-    for (uint32_t off = 0; off < std::min(len, kPrefetchBytes); off += 64) {
+    len = std::min(len, kPrefetchBytes);
+    for (uint32_t off = 0; off < len; off += detail::kCacheLine) {
         __builtin_prefetch(src + off, /*rw=*/0);
     }
-    for (uint32_t off = 0; off < std::min(hdr_len + len, kPrefetchBytes); off += 64) {
+    uint8_t* const frame_dst = dst + hdr_len;
+    if (reinterpret_cast<uintptr_t>(frame_dst) % detail::kCacheLine == 0) {
+        __builtin_prefetch(dst, /*rw=*/0);  // a line of its own, maybe left unwritten (write_net_header)
+    }
+    for (uint32_t off = 0; off < len; off += detail::kCacheLine) {
         if (kHavePrefetchW) {
-            asm volatile("prefetchw %0" : : "m"(*(dst + off)));
+            asm volatile("prefetchw %0" : : "m"(*(frame_dst + off)));
         } else {
-            __builtin_prefetch(dst + off, /*rw=*/1);
+            __builtin_prefetch(frame_dst + off, /*rw=*/1);
         }
     }
 }

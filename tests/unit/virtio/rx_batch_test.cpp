@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <vector>
 
@@ -210,6 +213,38 @@ TEST(NetHeaderWriter, WritesZeroesAndNumBuffers) {
     std::fill(buf.begin(), buf.end(), 0xEE);
     detail::write_net_header(buf.data(), kNetHdrLen, 7);
     EXPECT_EQ(buf, (std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE}));
+}
+
+// A frame starting on a cache line leaves the header its own line; the bytes
+// already there that are right are left alone (the line is only read), the
+// others are written.
+TEST(NetHeaderWriter, OnALineOfItsOwnWritesOnlyWhatDiffers) {
+    const long page = ::sysconf(_SC_PAGESIZE);
+    void* mem = ::mmap(nullptr, static_cast<size_t>(page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(mem, MAP_FAILED);
+    auto* line = static_cast<uint8_t*>(mem);
+    // The headers a previous lap left: 12 bytes before offset 64, 10 before 128.
+    detail::write_net_header(line + 64 - kNetHdrMrgLen, kNetHdrMrgLen, 1);
+    detail::write_net_header(line + 128 - kNetHdrLen, kNetHdrLen, 0);
+    ASSERT_EQ(::mprotect(mem, static_cast<size_t>(page), PROT_READ), 0);
+    // Any store into the read-only page would be a SIGSEGV.
+    detail::write_net_header(line + 64 - kNetHdrMrgLen, kNetHdrMrgLen, 1);
+    detail::write_net_header(line + 128 - kNetHdrLen, kNetHdrLen, 0);
+    ASSERT_EQ(::munmap(mem, static_cast<size_t>(page)), 0);
+
+    alignas(64) uint8_t buf[128];
+    std::memset(buf, 0xEE, sizeof(buf));
+    detail::write_net_header(buf + 64 - kNetHdrMrgLen, kNetHdrMrgLen, 0x0203);
+    EXPECT_EQ(std::vector<uint8_t>(buf + 50, buf + 66),
+              (std::vector<uint8_t>{0xEE, 0xEE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x03, 0x02, 0xEE, 0xEE}));
+    buf[52 + 1] = 7;  // one stale byte among right ones
+    detail::write_net_header(buf + 64 - kNetHdrMrgLen, kNetHdrMrgLen, 0x0203);
+    EXPECT_EQ(buf[53], 0);
+    buf[64 - 1] = 9;  // a stale num_buffers
+    detail::write_net_header(buf + 64 - kNetHdrMrgLen, kNetHdrMrgLen, 0x0203);
+    EXPECT_EQ(buf[63], 0x02);
+    detail::write_net_header(buf + 128 - kNetHdrLen, kNetHdrLen, 0);
+    EXPECT_EQ(std::vector<uint8_t>(buf + 118, buf + 128), std::vector<uint8_t>(10, 0));
 }
 
 } // namespace
