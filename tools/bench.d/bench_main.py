@@ -13,6 +13,7 @@ import tempfile
 import time
 
 import harness
+import placement
 import report
 import runner
 
@@ -96,6 +97,11 @@ def parse_args(argv):
                    help="A: also read vhostd's counters every second and print each second's "
                         "rate and busy cycles per frame (the host's fast and slow states show "
                         "within a run); adds a SIGUSR1 per second")
+    p.add_argument("--cpu-hop", default=None,
+                   help="cpu-hop binary, run before and after every run to tell the CPUs' "
+                        "placement (default: tools/cpu-hop in vhostd's build folder)")
+    p.add_argument("--no-cpu-hop", action="store_true",
+                   help="do not measure the CPUs' placement")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log every process start and testpmd command")
@@ -117,6 +123,16 @@ def parse_args(argv):
     if "A" in opts.kinds and not os.access(opts.vhostd, os.X_OK):
         p.error(f"vhostd binary not found: {opts.vhostd}\n  build it: meson setup build-bench "
                 "--buildtype=release -Dtests=false && ninja -C build-bench")
+    if opts.no_cpu_hop:
+        opts.cpu_hop = None
+    else:
+        if opts.cpu_hop is None:
+            opts.cpu_hop = os.path.join(os.path.dirname(os.path.dirname(
+                os.path.abspath(opts.vhostd))), "tools", "cpu-hop")
+        if not os.access(opts.cpu_hop, os.X_OK):
+            p.error(f"cpu-hop binary not found: {opts.cpu_hop}\n  build it: ninja -C "
+                    f"{os.path.dirname(os.path.dirname(opts.cpu_hop))} tools/cpu-hop "
+                    "(or pass --no-cpu-hop)")
     if not os.access(opts.testpmd, os.X_OK):
         p.error(f"dpdk-testpmd not found: {opts.testpmd} (Debian package 'dpdk')")
     if (os.cpu_count() or 1) < 2:
@@ -178,6 +194,9 @@ def describe(res):
         seconds = ", per second Mpps/busy cycles per frame: " + " ".join(
             f"{pps / 1e6:.2f}/{cyc if cyc is not None else '-'}"
             for pps, cyc in zip(res["readings_pps"], res["per_second_cycles_per_frame"]))
+    if res.get("hop_before") or res.get("hop_after"):
+        seconds += (f", CPU 1<->0 line round trip before/after "
+                    f"{res.get('hop_before') or '-'}/{res.get('hop_after') or '-'} cycles")
     return (f"{res['median_pps'] / 1e6:.3f} Mpps median ({res['counter_pps'] / 1e6:.3f} by "
             f"counters), {res['bytes_per_packet']:.0f} B/frame, peer TX-dropped "
             f"{res['peer_tx_dropped']}, back-end drops {be['drops']}{cpu}{polls}{seconds}")
@@ -249,7 +268,9 @@ def main(argv):
           "counters; testpmd --record-core-cycles), as a share of the window and per frame taken\n"
           "in; B÷A cycles > 1 means vhostd spends fewer cycles per frame. The worker columns are\n"
           "the busy-polling thread's on-CPU and runnable-but-waiting shares of the window\n"
-          "(/proc/PID/task/TID/schedstat).")
+          "(/proc/PID/task/TID/schedstat). A/B near/far CPUs: the same ratio over only the runs\n"
+          "whose CPUs 1 and 0 were placed near (a cache line's round trip, timed by cpu-hop before\n"
+          f"and after the run, within {placement.NEAR_FACTOR:g}x the lowest seen) or both far.")
     if not opts.no_doc:
         report.write_doc(opts.doc, report.results_section(meta, opts.case_list, results, rows))
         say(f"results written to {opts.doc}")

@@ -8,6 +8,8 @@ import re
 import statistics
 import subprocess
 
+import placement
+
 BEGIN = "<!-- tools/bench results: begin (generated, do not edit by hand) -->"
 END = "<!-- tools/bench results: end -->"
 
@@ -52,6 +54,12 @@ def summarize(cases, results):
             row["by"][kind] = s
         a, b = row["by"]["A"].get("median"), row["by"]["B"].get("median")
         row["ratio"] = a / b if a and b else None
+        # The same comparison over the runs whose CPUs were placed alike.
+        lowest = placement.floor(results)
+        a_runs = [r for r in results if r["case"] == case.name and r["backend"] == "A"]
+        b_runs = [r for r in results if r["case"] == case.name and r["backend"] == "B"]
+        row["placed"] = {where: placement.matched_ratio(a_runs, b_runs, lowest, where)
+                         for where in ("near", "far")}
         # Per-core speed when busy: B's cycles per frame over A's.
         ca, cb = row["by"]["A"].get("be_cpf"), row["by"]["B"].get("be_cpf")
         row["cycle_ratio"] = cb / ca if ca and cb else None
@@ -93,7 +101,8 @@ def throughput_rows(rows):
     """Table 1: the peer's RX rate, Mpps, median of the per-run medians."""
     out = [["case", "runs A+B", "A: vhostd Mpps, median (min–max)",
             "B: testpmd net_vhost Mpps, median (min–max)", "A/B", "target",
-            "busy cycles/frame A; B", "B÷A cycles"]]
+            "busy cycles/frame A; B", "B÷A cycles", "A/B near CPUs (runs A+B)",
+            "A/B far CPUs (runs A+B)"]]
     for row in rows:
         a, b = row["by"]["A"], row["by"]["B"]
         ratio, target = row["ratio"], row["case"].target
@@ -102,8 +111,14 @@ def throughput_rows(rows):
         out.append([row["case"].name, f"{a['good']}+{b['good']}", _range(a), _range(b),
                     f"{ratio:.2f}" if ratio else "n/a", f"≥ {target:.1f}{verdict}",
                     f"{_num(a.get('be_cpf'))}; {_num(b.get('be_cpf'))}",
-                    f"{cr:.2f}" if cr else "n/a"])
+                    f"{cr:.2f}" if cr else "n/a",
+                    _placed(row, "near"), _placed(row, "far")])
     return out
+
+
+def _placed(row, where):
+    ratio, na, nb = row.get("placed", {}).get(where, (None, 0, 0))
+    return f"{ratio:.2f} ({na}+{nb})" if ratio else f"n/a ({na}+{nb})"
 
 
 def health_rows(rows):
@@ -151,9 +166,10 @@ def format_markdown(rows):
 
 
 def per_run_markdown(cases, results):
+    lowest = placement.floor(results)
     lines = ["| case | back-end | per-run median Mpps, in run order | busy cycles/frame per run "
-             "| peer TX-dropped per run |",
-             "|---|---|---|---|---|"]
+             "| peer TX-dropped per run | CPU 1↔0 round trip before/after, cycles: placement |",
+             "|---|---|---|---|---|---|"]
     for case in cases:
         for kind in ("A", "B"):
             runs = [r for r in results if r["case"] == case.name and r["backend"] == kind]
@@ -161,7 +177,9 @@ def per_run_markdown(cases, results):
             cpf = ", ".join(_num((r.get("backend_stats", {}).get("polls") or {})
                                  .get("cycles_per_frame")) for r in runs)
             drops = ", ".join(str(r.get("peer_tx_dropped", "–")) for r in runs)
-            lines.append(f"| {case.name} | {kind} | {vals} | {cpf} | {drops} |")
+            hops = ", ".join(f"{r.get('hop_before') or '–'}/{r.get('hop_after') or '–'}: "
+                             f"{placement.classify(r, lowest) or '?'}" for r in runs)
+            lines.append(f"| {case.name} | {kind} | {vals} | {cpf} | {drops} | {hops} |")
     return "\n".join(lines)
 
 
@@ -264,6 +282,12 @@ def results_section(meta, cases, results, rows):
         f"{meta['seconds']} s after {meta['warmup']} s warm-up; frames counted at the peer",
         f"* load average at start / end: {busy[0]} / {busy[1]}",
     ]
+    lowest = placement.floor(results)
+    if lowest:
+        lines.append(f"* CPU placement: before and after each run tools/cpu-hop timed a cache "
+                     f"line's round trip between CPU 1 and CPU 0; a run is *near* when both "
+                     f"took at most {placement.NEAR_FACTOR:g}× the lowest ({lowest} cycles), "
+                     "*far* when both took more, *mixed* otherwise")
     if meta.get("peer_vdev_args"):
         lines.append(f"* extra peer devargs: `{meta['peer_vdev_args']}`")
     # The two busy pollers alone make a load of 2, so the load average cannot

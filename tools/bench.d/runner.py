@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import harness
 import parse
+import placement
 import procs
 
 
@@ -118,6 +119,7 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
            "notes": [], "started": time.strftime("%H:%M:%S")}
     t_start = time.monotonic()
     try:
+        _hop(res, "hop_before", opts)
         sockets = [ctx.path(f"p{i}.sock") for i in range(case.nports)]
         backend = procs.BACKENDS[kind](ctx, sockets, case.vsv)
         peer = procs.start_peer(ctx, sockets, case.vsv)
@@ -197,6 +199,7 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
         try:
             peer.quit(procs.STOP_S)
             backend.stop()
+            _hop(res, "hop_after", opts)
         except harness.TestFailure as exc:
             res["notes"].append(f"teardown: {exc}")
         res["ok"] = res["error"] is None
@@ -215,6 +218,16 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
         ctx.close()
         res["elapsed_s"] = time.monotonic() - t_start
     return res
+
+
+def _hop(res, key, opts):
+    """The CPU 1 <-> CPU 0 round trip (placement.py) while both are free."""
+    binary = getattr(opts, "cpu_hop", None)
+    if not binary:
+        return
+    res[key], why = placement.measure(binary)
+    if why:
+        res["notes"].append(f"{key}: {why}")
 
 
 def _stalls(res):

@@ -12,6 +12,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "integration"))
 
 import parse  # noqa: E402
+import placement  # noqa: E402
 
 PORT_STATS = """
   ######################## NIC statistics for port 0  ########################
@@ -171,6 +172,33 @@ class IdleParseTest(unittest.TestCase):
         self.assertEqual(parse.percentile(v, 0.99), 7000)
         self.assertEqual(parse.percentile(v, 0.0), 5000)
         self.assertIsNone(parse.percentile([], 0.5))
+
+
+class PlacementTest(unittest.TestCase):
+    @staticmethod
+    def run_(pps, before, after, ok=True):
+        return {"median_pps": pps, "hop_before": before, "hop_after": after, "ok": ok}
+
+    def test_classify_and_matched_ratio(self):
+        a = [self.run_(14e6, 190, 200), self.run_(6e6, 850, 870), self.run_(13e6, 210, 830),
+             self.run_(15e6, 180, 190, ok=False)]
+        b = [self.run_(10e6, 200, 230), self.run_(7e6, 880, 820), self.run_(12e6, 185, 380)]
+        lowest = placement.floor(a + b)
+        self.assertEqual(lowest, 180)
+        self.assertEqual([placement.classify(r, lowest) for r in a], ["near", "far", "mixed", "near"])
+        self.assertEqual(placement.classify(b[2], lowest), "mixed")  # 185 near, 380 beyond 2 x 180
+        self.assertIsNone(placement.classify({"hop_before": None, "hop_after": 200}, lowest))
+        ratio, na, nb = placement.matched_ratio(a, b, lowest, "near")
+        self.assertEqual((na, nb), (1, 1))  # the failed A run and the mixed ones are left out
+        self.assertAlmostEqual(ratio, 1.4)
+        ratio, na, nb = placement.matched_ratio(a, b, lowest, "far")
+        self.assertAlmostEqual(ratio, 6 / 7)
+        self.assertEqual(placement.matched_ratio(a[:1], b[1:2], lowest, "near"), (None, 1, 0))
+
+    def test_measure_reports_a_missing_binary(self):
+        hop, why = placement.measure("/nonexistent/cpu-hop")
+        self.assertIsNone(hop)
+        self.assertIn("cpu-hop did not run", why)
 
 
 if __name__ == "__main__":
