@@ -4,13 +4,19 @@ On a VM the two vCPUs the peer and the back-end run on are placed by the
 host, and moved while they are idle, so between runs. On this kind of host a
 cache line's round trip between them costs about four times more when they
 are far apart, and every back-end's packet rate follows (docs/performance.md).
-Each run is therefore bracketed by a cpu-hop measurement, and A is also
-compared with B over the runs that had the same placement.
+Each run's window is therefore bracketed by a cpu-hop measurement, and A is
+also compared with B over the runs that had the same placement.
+
+The busy pollers are stopped (SIGSTOP to their process groups) while cpu-hop
+runs: its two threads need both CPUs to themselves, and the vCPUs never idle
+in between, so the reading is the placement the window ran on.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
 import subprocess
 
@@ -34,6 +40,24 @@ def measure(binary, cpus=(1, 0), timeout_s=10):
         return int(json.loads(p.stdout)["result"]["round_trip_cycles"]), None
     except (ValueError, KeyError, TypeError) as exc:
         return None, f"cpu-hop printed {p.stdout.strip()!r}: {exc}"
+
+
+def measure_paused(binary, pgids):
+    """measure() with the process groups `pgids` stopped meanwhile."""
+    stopped = []
+    try:
+        for pgid in pgids:
+            os.killpg(pgid, signal.SIGSTOP)
+            stopped.append(pgid)
+        return measure(binary)
+    except OSError as exc:
+        return None, f"cannot stop process group for cpu-hop: {exc}"
+    finally:
+        for pgid in stopped:
+            try:
+                os.killpg(pgid, signal.SIGCONT)
+            except OSError:
+                pass
 
 
 def floor(results):

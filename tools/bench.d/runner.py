@@ -119,7 +119,6 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
            "notes": [], "started": time.strftime("%H:%M:%S")}
     t_start = time.monotonic()
     try:
-        _hop(res, "hop_before", opts)
         sockets = [ctx.path(f"p{i}.sock") for i in range(case.nports)]
         backend = procs.BACKENDS[kind](ctx, sockets, case.vsv)
         peer = procs.start_peer(ctx, sockets, case.vsv)
@@ -131,6 +130,7 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
 
         time.sleep(opts.warmup)
         backend.check_alive()
+        _hop(res, "hop_before", opts, (backend.pid, peer.pid))
         peer.simple("clear fwd stats all")
         prev_counters = backend.window_begin()
         # --per-second (A only): vhostd's busy cycles per frame in every second,
@@ -162,6 +162,7 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
         thr_be1, thr_peer1 = prev[0], prev[1]
         be = backend.window_end()
         peer_fwd = peer.fwd_stats()
+        _hop(res, "hop_after", opts, (backend.pid, peer.pid))
         peer.fwd_stats("stop")
 
         # -- numbers ------------------------------------------------------
@@ -199,7 +200,6 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
         try:
             peer.quit(procs.STOP_S)
             backend.stop()
-            _hop(res, "hop_after", opts)
         except harness.TestFailure as exc:
             res["notes"].append(f"teardown: {exc}")
         res["ok"] = res["error"] is None
@@ -220,12 +220,12 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
     return res
 
 
-def _hop(res, key, opts):
-    """The CPU 1 <-> CPU 0 round trip (placement.py) while both are free."""
+def _hop(res, key, opts, pgids):
+    """The CPU 1 <-> CPU 0 round trip (placement.py), the pollers stopped meanwhile."""
     binary = getattr(opts, "cpu_hop", None)
     if not binary:
         return
-    res[key], why = placement.measure(binary)
+    res[key], why = placement.measure_paused(binary, pgids)
     if why:
         res["notes"].append(f"{key}: {why}")
 
