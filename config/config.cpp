@@ -54,6 +54,11 @@ constexpr std::array<Choice<IdleMode>, 2> kIdleModes{{
     {"poll", IdleMode::Poll},
     {"adaptive", IdleMode::Adaptive},
 }};
+constexpr std::array<Choice<RxStores>, 3> kRxStores{{
+    {"auto", RxStores::Auto},
+    {"ordinary", RxStores::Ordinary},
+    {"streaming", RxStores::Streaming},
+}};
 constexpr std::array<Choice<SwitchMode>, 2> kSwitchModes{{
     {"l2", SwitchMode::L2},
     {"xconnect", SwitchMode::Xconnect},
@@ -77,7 +82,7 @@ constexpr std::array<std::string_view, 9> kTopKeys{
 };
 constexpr std::array<std::string_view, 1> kMetricsKeys{"listen"};
 constexpr std::array<std::string_view, 1> kDpdkKeys{"eal_args"};
-constexpr std::array<std::string_view, 3> kDataplaneKeys{"pmd_cores", "burst", "idle"};
+constexpr std::array<std::string_view, 4> kDataplaneKeys{"pmd_cores", "burst", "idle", "rx_stores"};
 constexpr std::array<std::string_view, 3> kIdleKeys{"mode", "poll_us", "max_sleep_us"};
 constexpr std::array<std::string_view, 2> kSwitchKeys{"mode", "mac_aging_s"};
 constexpr std::array<std::string_view, 7> kPortKeys{
@@ -262,6 +267,11 @@ void Loader::parse_dataplane(const Value& value) {
     }
     if (auto e = map->get("idle")) {
         parse_idle(e->value, "dataplane.idle");
+    }
+    if (auto e = map->get("rx_stores")) {
+        if (auto v = read_choice(e->value, "dataplane.rx_stores", kRxStores)) {
+            config_.rx_stores = *v;
+        }
     }
 }
 
@@ -735,6 +745,10 @@ Result<Config> load_file(const std::string& path) {
 
 const char* to_string(IdleMode mode) {
     return word_of(kIdleModes, mode);
+}
+
+const char* to_string(RxStores stores) {
+    return word_of(kRxStores, stores);
 }
 
 const char* to_string(SwitchMode mode) {

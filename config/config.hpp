@@ -46,6 +46,14 @@ enum class IdleMode {
     Adaptive,  // re-enable notifications and wait for a kick (dataplane/idle.hpp)
 };
 
+// How a PMD writes the first cache line of each frame it copies into a
+// guest's RX buffer (dataplane/store_tuner.hpp).
+enum class RxStores {
+    Auto,       // measure both kinds while traffic flows, keep the cheaper
+    Ordinary,   // ordinary stores only
+    Streaming,  // streaming (non-temporal) stores where the frame starts a line
+};
+
 enum class SwitchMode {
     L2,        // MAC learning switch
     Xconnect,  // fixed port pairs
@@ -103,6 +111,7 @@ struct Config {
     std::vector<unsigned> pmd_cores{1};
     uint32_t burst = 32;
     IdleConfig idle;
+    RxStores rx_stores = RxStores::Auto;
 
     SwitchMode switch_mode = SwitchMode::L2;
     uint32_t mac_aging_s = 300;
@@ -137,6 +146,7 @@ struct Config {
 
 // The spelling used in the YAML file ("adaptive", "xconnect", "vhost-user", ...).
 [[nodiscard]] const char* to_string(IdleMode mode);
+[[nodiscard]] const char* to_string(RxStores stores);
 [[nodiscard]] const char* to_string(SwitchMode mode);
 [[nodiscard]] const char* to_string(PortType type);
 [[nodiscard]] const char* to_string(SocketMode mode);

@@ -53,6 +53,7 @@ ConfigDiff diff(const Config& running, const Config& next) {
             fmt::format("{}", next.pmd_cores));
     restart("dataplane.burst", std::to_string(running.burst), std::to_string(next.burst));
     restart("dataplane.idle", show(running.idle), show(next.idle));
+    restart("dataplane.rx_stores", to_string(running.rx_stores), to_string(next.rx_stores));
     restart("switch.mode", to_string(running.switch_mode), to_string(next.switch_mode));
     restart("switch.mac_aging_s", std::to_string(running.mac_aging_s),
             std::to_string(next.mac_aging_s));

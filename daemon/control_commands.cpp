@@ -186,7 +186,9 @@ json pmd_json(const Model& model) {
                             {"sleeps", p.sleeps},
                             {"wakeups", p.wakeups},
                             {"timeouts", p.timeouts},
-                            {"backouts", p.backouts}});
+                            {"backouts", p.backouts},
+                            {"streamed_frames", p.streamed_frames},
+                            {"store_switches", p.store_switches}});
     }
     return json{{"pmds", std::move(pmds)}};
 }

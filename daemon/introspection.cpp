@@ -254,6 +254,8 @@ std::vector<PmdInfo> Introspector::raw_pmds() const {
         p.wakeups = c.kick_wakeups.get();
         p.timeouts = c.timeouts.get();
         p.backouts = c.backouts.get();
+        p.streamed_frames = c.streamed_frames.get();
+        p.store_switches = c.store_switches.get();
         if (snap != nullptr && i < snap->sources.size()) {
             for (const auto& s : snap->sources[i]) {
                 // A guest TX ring is vring 2q+1; a DPDK source is an rx queue.
@@ -295,6 +297,8 @@ Model Introspector::collect() const {
         p.wakeups = sub(p.wakeups, b.wakeups);
         p.timeouts = sub(p.timeouts, b.timeouts);
         p.backouts = sub(p.backouts, b.backouts);
+        p.streamed_frames = sub(p.streamed_frames, b.streamed_frames);
+        p.store_switches = sub(p.store_switches, b.store_switches);
     }
     const auto views = dataplane_.port_views();
     for (const auto& e : dataplane_.fdb()) {

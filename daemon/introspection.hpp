@@ -89,6 +89,8 @@ struct PmdInfo {
     uint64_t wakeups = 0;
     uint64_t timeouts = 0;
     uint64_t backouts = 0;
+    uint64_t streamed_frames = 0;
+    uint64_t store_switches = 0;
     // busy_cycles / (busy_cycles + idle_cycles), 0 before the first poll.
     [[nodiscard]] double busy_share() const noexcept;
 };

@@ -143,6 +143,12 @@ std::string render_metrics(const Model& model) {
          &PmdInfo::timeouts},
         {"vhostd_pmd_sleep_backouts_total", "counter",
          "Sleeps abandoned because work raced in.", &PmdInfo::backouts},
+        {"vhostd_pmd_streamed_frames_total", "counter",
+         "Frames whose first line went into a guest RX buffer with streaming stores.",
+         &PmdInfo::streamed_frames},
+        {"vhostd_pmd_store_switches_total", "counter",
+         "Times the PMD changed how it writes frames' first lines (ordinary or streaming stores).",
+         &PmdInfo::store_switches},
     };
     auto pmd_labels = [](const PmdInfo& p) {
         return label("pmd", std::to_string(p.index)) + "," + label("core", std::to_string(p.core));

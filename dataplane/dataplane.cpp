@@ -245,6 +245,7 @@ void Dataplane::publish() {
     snap->burst = std::min<uint32_t>(cfg_.burst, kMaxBurst);
     snap->shared_delivery = cfg_.pmd_cores.size() > 1;
     snap->idle = cfg_.idle;
+    snap->rx_stores = cfg_.rx_stores;
     snap->sources.resize(pmd_count_);
     snap->ports.resize(ports_.size());
 
@@ -473,10 +474,10 @@ void Dataplane::log_stats() const {
                                            static_cast<double>(busy_cycles + idle_cycles);
         spdlog::info("stats pmd{} cpu {}: polls busy {} empty {} (empty share {:.1f}%), sleeps {}, "
                      "woken {} (by control {}), timeouts {}, back-outs {}, cycles busy {} idle {} "
-                     "(busy share {:.1f}%)",
+                     "(busy share {:.1f}%), rx first lines streamed in {} frames (store switches {})",
                      i, cfg_.pmd_cores[i], busy, idle, empty, c.sleeps.get(), c.kick_wakeups.get(),
                      c.control_wakeups.get(), c.timeouts.get(), c.backouts.get(), busy_cycles, idle_cycles,
-                     busy_time);
+                     busy_time, c.streamed_frames.get(), c.store_switches.get());
     }
     for (const auto& rec : ports_) {
         if (!rec) {

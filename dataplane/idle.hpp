@@ -58,6 +58,11 @@ struct alignas(64) PmdControl {
     // sleep counts as idle). Written by the PMD thread only.
     Counter busy_cycles;
     Counter idle_cycles;
+    // RX writes (StoreTuner): frames whose first line was written with
+    // streaming stores, and how often the tuner changed the kind of store
+    // for good (not counting its probes).
+    Counter streamed_frames;
+    Counter store_switches;
 
     // Creates the epoll set and the wake eventfd (in it). Before any sleep.
     [[nodiscard]] Status open();

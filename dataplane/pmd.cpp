@@ -101,10 +101,14 @@ void Pmd::run() noexcept {
     while (!stop_.load(std::memory_order_relaxed)) {
         const uint64_t tsc = __rdtsc();
         (last_busy ? control_.busy_cycles : control_.idle_cycles).add(tsc - last_tsc);
+        const uint64_t took = tsc - last_tsc;
         last_tsc = tsc;
         // Acquire pairs with the release store in Dataplane::publish(): the
         // snapshot's contents are visible before its pointer is.
         const Snapshot* snap = snapshot_.load(std::memory_order_acquire);
+        if (last_busy && snap != nullptr) {
+            tune_stores(took, snap->rx_stores);
+        }
         bool busy = false;
         if (snap != nullptr) {
             busy = poll_once(*snap);
@@ -145,6 +149,31 @@ void Pmd::run() noexcept {
         }
     }
     qsbr_.offline(reader_);
+}
+
+void Pmd::tune_stores(uint64_t busy_cycles, config::RxStores mode) noexcept {
+    const uint64_t committed = rx_batch_.frames_committed();
+    const uint64_t streamed = rx_batch_.frames_streamed();
+    if (streamed != streamed_seen_) {
+        control_.streamed_frames.add(streamed - streamed_seen_);
+        streamed_seen_ = streamed;
+    }
+    switch (mode) {
+    case config::RxStores::Ordinary:
+        rx_batch_.set_streaming(false);
+        break;
+    case config::RxStores::Streaming:
+        rx_batch_.set_streaming(true);
+        break;
+    case config::RxStores::Auto: {
+        const uint64_t switches = store_tuner_.switches();
+        rx_batch_.set_streaming(store_tuner_.update(busy_cycles, committed));
+        if (store_tuner_.switches() != switches) {
+            control_.store_switches.add(1);
+        }
+        break;
+    }
+    }
 }
 
 void Pmd::set_notifications(const Snapshot& snap, bool enable) noexcept {

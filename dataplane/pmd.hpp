@@ -18,6 +18,7 @@
 #include "dataplane/idle.hpp"
 #include "dataplane/qsbr.hpp"
 #include "dataplane/snapshot.hpp"
+#include "dataplane/store_tuner.hpp"
 #include "virtio/net_hdr.hpp"
 #include "virtio/rx_batch.hpp"
 #include "virtio/split_queue.hpp"
@@ -68,6 +69,9 @@ private:
     void finish_burst(const Snapshot& snap) noexcept;
     void break_port(const PortEntry& port, const char* reason) noexcept;
     void set_notifications(const Snapshot& snap, bool enable) noexcept;
+    // After a busy pass that took `busy_cycles`: sets how rx_batch_ writes
+    // (dataplane.rx_stores; `auto`: store_tuner_ chooses), and counts it.
+    void tune_stores(uint64_t busy_cycles, config::RxStores mode) noexcept;
     // Progress for the watchdog: one relaxed store, single writer.
     void beat() noexcept {
         control_.heartbeat.store(control_.heartbeat.load(std::memory_order_relaxed) + 1,
@@ -96,6 +100,9 @@ private:
     // Copies into guest RX rings deferred to the end of the burst; empty
     // outside poll_vhost().
     virtio::RxBatch rx_batch_;
+    // How rx_batch_ writes each frame's first line, chosen by measuring.
+    StoreTuner store_tuner_;
+    uint64_t streamed_seen_ = 0;  // rx_batch_.frames_streamed() at the last tune_stores()
     std::array<const VhostRings::Ring*, 64> touched_{};
     size_t touched_count_ = 0;
     // Frames for DPDK ports, sent once per burst: per port, up to kMaxBurst.

@@ -88,6 +88,7 @@ struct Snapshot {
     bool shared_delivery = false;  // more than one PMD: take RingSlot::lock
     uint32_t burst = 32;
     config::IdleConfig idle;
+    config::RxStores rx_stores = config::RxStores::Auto;
 };
 
 } // namespace vhostd::dataplane

@@ -56,6 +56,19 @@ public:
 
     [[nodiscard]] size_t pending() const noexcept { return count_; }
 
+    // Whether commit() writes the first line of a frame that starts on a
+    // cache line with streaming (non-temporal) stores: the line the guest's
+    // driver reads, so its CPU holds it. A streaming store does not wait to
+    // take the line over; the guest then reads it from memory. Which is
+    // cheaper depends on where the two CPUs are (dataplane/store_tuner.hpp).
+    // The rest of the frame is always written with ordinary stores.
+    void set_streaming(bool on) noexcept { streaming_ = on; }
+    [[nodiscard]] bool streaming() const noexcept { return streaming_; }
+    // Frames written by commit() so far, with either kind of store, and
+    // those of them whose first line was streamed.
+    [[nodiscard]] uint64_t frames_committed() const noexcept { return committed_; }
+    [[nodiscard]] uint64_t frames_streamed() const noexcept { return streamed_; }
+
 private:
     struct Pending {
         uint8_t* dst;        // the RX buffer: header, then frame
@@ -67,6 +80,9 @@ private:
     };
     std::array<Pending, kCapacity> pending_;  // deliberately not zeroed
     size_t count_ = 0;
+    bool streaming_ = false;
+    uint64_t committed_ = 0;
+    uint64_t streamed_ = 0;
 };
 
 } // namespace vhostd::virtio

@@ -348,6 +348,16 @@ size_t write_split_ring(const fs::path& root) {
                   d.post_rx({12, 1514});
                   d.post_rx({1536});
               });
+    // The same with the first line of each frame streamed: RX buffers whose
+    // frame starts on a cache line.
+    ring_seed(dir, "rx-streamed",
+              {static_cast<uint8_t>(4 | kRingMrg), 0,
+               {{kOpDeliver, 60, 3}, {kOpDeliver, 700, 3}, {kOpDeliver, 1500, 3}, flush}},
+              3, true, [](auto& d) {
+                  for (int i = 0; i < 3; ++i) {
+                      d.add_chain({{d.alloc(1536 + 64, 64) + 64 - 12, 1536, true}});
+                  }
+              });
     ring_seed(dir, "rx-indirect", {static_cast<uint8_t>(4 | kRingIndirect), 0, {{kOpDeliver, 500, 0}, flush}}, 1, true,
               [](auto& d) { d.post_rx({12, 256, 256}, true); });
     return dir.count();

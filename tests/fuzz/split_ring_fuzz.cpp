@@ -275,6 +275,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             rx(ring, st, *chain, op.a);
             break;
         case kOpDeliver:
+            // b bit 0: deferred through the batch; bit 1: its first-line
+            // streaming stores on (they fence before anything is published).
+            batch->set_streaming((op.b & 2) != 0);
             deliver(ring, st, op.a, (op.b & 1) != 0 ? batch.get() : nullptr);
             break;
         case kOpFlush:

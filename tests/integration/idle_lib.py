@@ -31,7 +31,9 @@ PMD_STATS_RE = re.compile(
     r"\(empty share [\d.]+%\), sleeps (?P<sleeps>\d+), woken (?P<woken>\d+) "
     r"\(by control (?P<control_woken>\d+)\), "
     r"timeouts (?P<timeouts>\d+), back-outs (?P<backouts>\d+)"
-    r"(?:, cycles busy (?P<busy_cycles>\d+) idle (?P<idle_cycles>\d+))?")
+    r"(?:, cycles busy (?P<busy_cycles>\d+) idle (?P<idle_cycles>\d+) \(busy share [\d.]+%\)"
+    r"(?:, rx first lines streamed in (?P<streamed>\d+) frames "
+    r"\(store switches (?P<store_switches>\d+)\))?)?")
 
 # Per-queue lines and drop reasons: the same as the traffic tests read.
 QUEUE_STATS_RE = trafficlib.STATS_RE

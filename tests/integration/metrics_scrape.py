@@ -48,6 +48,8 @@ PMD_METRICS = {
     "wakeups": "vhostd_pmd_wakeups_total",
     "timeouts": "vhostd_pmd_sleep_timeouts_total",
     "backouts": "vhostd_pmd_sleep_backouts_total",
+    "streamed_frames": "vhostd_pmd_streamed_frames_total",
+    "store_switches": "vhostd_pmd_store_switches_total",
 }
 
 

@@ -14,10 +14,14 @@ exactly once. Then:
 --set small: in_order=0 with mrg_rxbuf=0 and =1, in_order=1 with mrg_rxbuf=1
              and =0, vectorized=1 (with in_order=0, mrg_rxbuf=0), each at
              64 and 1518 bytes.
+             And three cases with every frame's first line written with
+             streaming stores (dataplane.rx_stores: streaming), which `auto`
+             picks only on some hosts.
 --set jumbo: 9000-byte frames: mergeable RX buffers of 10 KiB (one buffer a
              frame), mergeable 2 KiB buffers (five buffers a frame, and
              five-segment TX chains), the same in order (in_order=1), and
-             big non-mergeable buffers.
+             big non-mergeable buffers; and one-buffer frames with
+             streaming stores.
 
 With --backend testpmd-vhost (suite integration-ref) the same cases run
 against DPDK's own vhost back-end (testpmd, net_vhost, io forwarding), which
@@ -25,6 +29,7 @@ proves vhost-traffic itself; testpmd's forward counters replace vhostd's.
 """
 
 import harness
+import idle_lib
 import trafficlib
 from harness import check, log
 
@@ -51,15 +56,18 @@ PATHS = {  # devargs -> (RX path, TX path) as the driver logs them
 }
 CASES = {
     "small": [
-        # (devargs, size, count, extra vhost-traffic args)
-        (devargs, size, SMALL_COUNT, ())
-        for devargs in PATHS for size in (64, 1518)
+        # (devargs, size, count, extra vhost-traffic args, dataplane.rx_stores)
+        *((devargs, size, SMALL_COUNT, (), "auto") for devargs in PATHS for size in (64, 1518)),
+        (INO1, 64, SMALL_COUNT, (), "streaming"),
+        (INO1, 1518, SMALL_COUNT, (), "streaming"),
+        (MRG0, 1518, SMALL_COUNT, (), "streaming"),
     ],
     "jumbo": [
-        (MRG1, 9000, JUMBO_COUNT, ()),
-        (MRG1, 9000, JUMBO_COUNT, ("--data-room", "2176")),
-        (INO1, 9000, JUMBO_COUNT, ("--data-room", "2176")),
-        (MRG0, 9000, JUMBO_COUNT, ()),
+        (MRG1, 9000, JUMBO_COUNT, (), "auto"),
+        (MRG1, 9000, JUMBO_COUNT, ("--data-room", "2176"), "auto"),
+        (INO1, 9000, JUMBO_COUNT, ("--data-room", "2176"), "auto"),
+        (MRG0, 9000, JUMBO_COUNT, (), "auto"),
+        (MRG1, 9000, JUMBO_COUNT, (), "streaming"),
     ],
 }
 
@@ -93,9 +101,16 @@ class RefBackend:
               f"{name}: testpmd's vhost port forwarded {fwd}, expected {frames} frames")
 
 
-def check_vhostd(name, vhostd, res, size):
+def check_vhostd(name, vhostd, res, size, rx_stores):
     frames = res["sent"] + res["prime_sent"]
     stats = vhostd.stats()
+    if rx_stores == "streaming":
+        # The frames really went the streaming way (the PMD's cumulative
+        # count, in the statistics just logged).
+        streamed = max((int(m["streamed"] or 0) for m in idle_lib.PMD_STATS_RE.finditer(vhostd.proc.output())),
+                       default=0)
+        check(streamed >= res["sent"], f"{name}: vhostd streamed the first line of {streamed} frames, "
+                                       f"expected at least the {res['sent']} sent")
     p0 = trafficlib.port_totals(stats, "p0")
     check(p0["rx_packets"] == frames and p0["tx_packets"] == frames,
           f"{name}: vhostd counted rx {p0['rx_packets']} / tx {p0['tx_packets']} frames on p0, "
@@ -108,15 +123,15 @@ def check_vhostd(name, vhostd, res, size):
     vhostd.stop()
 
 
-def run_case(env, ref, index, devargs, size, count, extra):
+def run_case(env, ref, index, devargs, size, count, extra, rx_stores):
     name = f"case{index}"
-    log(f"--- {name}: {devargs}, {size} bytes x {count} {' '.join(extra)}")
+    log(f"--- {name}: {devargs}, {size} bytes x {count} {' '.join(extra)}, rx_stores {rx_stores}")
     if ref is None:
         # A fresh vhostd per case (the reconnect of one front-end after
         # another is traffic_reconnect's subject).
         sock = env.path(f"{name}.sock")
         vhostd = trafficlib.Vhostd(env, name=f"vhostd-{name}", switch="xconnect",
-                                   xconnect=[("p0", "p0")],
+                                   xconnect=[("p0", "p0")], rx_stores=rx_stores,
                                    ports_yaml=[trafficlib.vhost_port("p0", sock)], sockets=[sock])
     else:
         sock = ref.backend.socket
@@ -129,7 +144,7 @@ def run_case(env, ref, index, devargs, size, count, extra):
     check(got == want, f"{name} ({devargs}): the virtio driver picked the {got[0]!r} Rx and "
                        f"{got[1]!r} Tx paths, expected {want[0]!r} and {want[1]!r}")
     if ref is None:
-        check_vhostd(name, vhostd, res, size)
+        check_vhostd(name, vhostd, res, size, rx_stores)
     else:
         ref.check(name, res, size)
     return res
@@ -138,8 +153,8 @@ def run_case(env, ref, index, devargs, size, count, extra):
 def run(env):
     ref = None if env.backend_kind == "vhostd" else RefBackend(env, env.path("ref.sock"))
     results = []
-    for i, (devargs, size, count, extra) in enumerate(CASES[env.args.set]):
-        res = run_case(env, ref, i, devargs, size, count, extra)
+    for i, (devargs, size, count, extra, rx_stores) in enumerate(CASES[env.args.set]):
+        res = run_case(env, ref, i, devargs, size, count, extra, rx_stores)
         results.append((devargs, size, extra, res))
     if ref is not None:
         ref.backend.stop()

@@ -73,7 +73,8 @@ class Vhostd:
     """
 
     def __init__(self, env, *, ports_yaml, sockets, switch="xconnect", xconnect=None,
-                 name="vhostd", pmd_cores=(1,), idle="adaptive", env_vars=None, extra_yaml=()):
+                 name="vhostd", pmd_cores=(1,), idle="adaptive", env_vars=None, extra_yaml=(),
+                 rx_stores="auto"):
         self.env = env
         self.name = name
         self.sockets = list(sockets)
@@ -82,7 +83,7 @@ class Vhostd:
             f'dpdk: {{ eal_args: ["--no-huge", "-m", "{harness.VHOSTD_MEM_MB}", "--no-pci", '
             f'"--file-prefix", "{prefix}"] }}',
             f"dataplane: {{ pmd_cores: [{', '.join(str(c) for c in pmd_cores)}], burst: 32, "
-            f"idle: {{ mode: {idle}, poll_us: 200, max_sleep_us: 1000 }} }}",
+            f"idle: {{ mode: {idle}, poll_us: 200, max_sleep_us: 1000 }}, rx_stores: {rx_stores} }}",
             f"switch: {{ mode: {switch} }}",
         ]
         if xconnect:

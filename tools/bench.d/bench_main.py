@@ -189,6 +189,9 @@ def describe(res):
             polls += f", busy {100 * bp['busy_share']:.0f}% of the time"
         if bp.get("cycles_per_frame"):
             polls += f", {bp['cycles_per_frame']:.0f} busy cycles/frame"
+        if bp.get("streamed_share") is not None:
+            polls += (f", first lines streamed for {100 * bp['streamed_share']:.0f}% of frames "
+                      f"({bp['store_switches']} store switches)")
     seconds = ""
     if res.get("per_second_cycles_per_frame"):
         seconds = ", per second Mpps/busy cycles per frame: " + " ".join(

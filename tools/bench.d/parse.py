@@ -177,7 +177,7 @@ def thread_shares(before, after, wall_s):
 _VHOSTD_PMD = idle_lib.PMD_STATS_RE
 
 VHOSTD_PMD_COUNTERS = ("busy", "empty", "sleeps", "woken", "timeouts", "backouts", "busy_cycles",
-                       "idle_cycles")
+                       "idle_cycles", "streamed", "store_switches")
 
 
 def vhostd_pmd_stats(text: str) -> list[dict[str, dict[str, int]]]:
@@ -212,6 +212,8 @@ def pmd_poll_summary(delta):
     all_cycles = busy_cycles + sum(d["idle_cycles"] for d in delta.values())
     return {"polls": busy + empty, "empty_share": empty / (busy + empty),
             "busy_cycles": busy_cycles,
+            "streamed": sum(d["streamed"] for d in delta.values()),
+            "store_switches": sum(d["store_switches"] for d in delta.values()),
             "busy_share": busy_cycles / all_cycles if all_cycles else None}
 
 

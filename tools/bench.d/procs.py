@@ -214,6 +214,10 @@ class VhostdBackend:
         frames = sum(q["rx_packets"] for q in delta.values())
         if polls and frames and polls["busy_cycles"]:
             polls["cycles_per_frame"] = polls["busy_cycles"] / frames
+        if polls and frames:
+            # Frames whose first line was streamed (StoreTuner), over the
+            # frames taken in: each is delivered once in these cases.
+            polls["streamed_share"] = min(1.0, polls["streamed"] / frames)
         return {"queues": {f"{p}/{q}": c for (p, q), c in delta.items()}, "drops": drops,
                 "drop_total": sum(drops.values()), "polls": polls}
 

@@ -112,6 +112,7 @@ PMD = """
 2026-11-26T09:08:52.187 info stats p0 vring0: rx 0 pkts 0 bytes, tx 2202 pkts 140928 bytes, drops: no_buffer 0 too_big 0 broken 0 no_route 0, errors 0
 2026-11-26T09:08:53.186 info stats pmd0 cpu 1: polls busy 2300 empty 11230800 (empty share 100.0%), sleeps 10700, woken 1990 (by control 3), timeouts 8710, back-outs 1
 2026-11-26T09:08:53.186 info stats pmd1 cpu 2: polls busy 5 empty 6 (empty share 54.5%), sleeps 7, woken 8 (by control 0), timeouts 9, back-outs 10, cycles busy 300 idle 700 (busy share 30.0%)
+2026-11-26T09:08:53.187 info stats pmd2 cpu 3: polls busy 5 empty 6 (empty share 54.5%), sleeps 7, woken 8 (by control 0), timeouts 9, back-outs 10, cycles busy 400 idle 600 (busy share 40.0%), rx first lines streamed in 4096 frames (store switches 3)
 """
 
 
@@ -144,11 +145,14 @@ class IdleParseTest(unittest.TestCase):
         self.assertEqual(d["pmd1"]["timeouts"], 9)
         self.assertEqual(d["pmd1"]["busy_cycles"], 300)
         self.assertEqual(d["pmd0"]["idle_cycles"], 0)  # a line without cycles reads 0
+        self.assertEqual(d["pmd1"]["streamed"], 0)  # nor streamed frames
+        self.assertEqual((d["pmd2"]["streamed"], d["pmd2"]["store_switches"]), (4096, 3))
         polls = parse.pmd_poll_summary(d)
-        self.assertEqual(polls["busy_cycles"], 300)
-        self.assertAlmostEqual(polls["busy_share"], 0.3)
-        self.assertEqual(polls["polls"], 98 + 47 + 5 + 6)
-        self.assertAlmostEqual(polls["empty_share"], (47 + 6) / (98 + 47 + 5 + 6))
+        self.assertEqual(polls["busy_cycles"], 700)
+        self.assertAlmostEqual(polls["busy_share"], 0.35)
+        self.assertEqual(polls["polls"], 98 + 47 + 5 + 6 + 5 + 6)
+        self.assertAlmostEqual(polls["empty_share"], (47 + 6 + 6) / (98 + 47 + 5 + 6 + 5 + 6))
+        self.assertEqual((polls["streamed"], polls["store_switches"]), (4096, 3))
         self.assertIsNone(parse.pmd_poll_summary({"pmd0": dict.fromkeys(d["pmd0"], 0)}))
 
     def test_process_cpu_delta(self):

@@ -201,7 +201,7 @@ void print_ports(const json& r) {
 
 void print_pmd(const json& r) {
     vhostctl::Table t({"PMD", "CORE", "STATE", "BUSY%", "BUSY_POLLS", "IDLE_POLLS", "SLEEPS",
-                       "WAKEUPS", "TIMEOUTS", "SOURCES"});
+                       "WAKEUPS", "TIMEOUTS", "STREAMED", "SOURCES"});
     for (const auto& p : r.at("pmds")) {
         std::string sources;
         for (const auto& s : p.at("sources")) {
@@ -212,7 +212,8 @@ void print_pmd(const json& r) {
         std::snprintf(busy, sizeof(busy), "%.1f%%", 100.0 * p.at("busy_share").get<double>());
         t.add({num(p.at("pmd")), num(p.at("core")), str(p.at("state")), busy,
                num(p.at("busy_polls")), num(p.at("idle_polls")), num(p.at("sleeps")),
-               num(p.at("wakeups")), num(p.at("timeouts")), sources.empty() ? "-" : sources});
+               num(p.at("wakeups")), num(p.at("timeouts")), num(p.at("streamed_frames")),
+               sources.empty() ? "-" : sources});
     }
     std::fputs(t.render().c_str(), stdout);
 }

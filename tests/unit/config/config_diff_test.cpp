@@ -83,7 +83,7 @@ TEST(ConfigDiff, RestartOnlyKeysNamedWithOldAndNewValues) {
     const Config running = load(kBase);
     const Config next = load(R"(
 dpdk: { eal_args: ["--no-huge"] }
-dataplane: { pmd_cores: [0, 1], burst: 64, idle: { mode: poll } }
+dataplane: { pmd_cores: [0, 1], burst: 64, idle: { mode: poll }, rx_stores: ordinary }
 switch: { mode: xconnect, mac_aging_s: 60 }
 xconnect: [ [a, b] ]
 ports:
@@ -107,6 +107,7 @@ log: { level: debug }
                   "dataplane.burst: 32 -> 64",
                   "dataplane.idle: {mode: adaptive, poll_us: 200, max_sleep_us: 1000} -> {mode: poll, "
                   "poll_us: 200, max_sleep_us: 1000}",
+                  "dataplane.rx_stores: auto -> ordinary",
                   "switch.mac_aging_s: 300 -> 60",
                   "control.socket: /run/vhostd/control.sock -> /run/other.sock",
                   "socket.mode: 0660 -> 0600",

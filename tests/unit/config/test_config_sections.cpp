@@ -44,6 +44,19 @@ TEST(ConfigDataplane, Burst) {
     EXPECT_TRUE(rejected(with_ports("dataplane: { burst: 257 }\n"), "t.yaml:1:21: dataplane.burst: ", "(257)"));
 }
 
+TEST(ConfigDataplane, RxStores) {
+    EXPECT_EQ(load(with_ports("")).value().rx_stores, RxStores::Auto);
+    for (const auto& [word, want] : {std::pair{"auto", RxStores::Auto}, std::pair{"ordinary", RxStores::Ordinary},
+                                     std::pair{"streaming", RxStores::Streaming}}) {
+        auto r = load(with_ports(std::string("dataplane: { rx_stores: ") + word + " }\n"));
+        ASSERT_TRUE(r.ok()) << r.error().message;
+        EXPECT_EQ(r->rx_stores, want) << word;
+        EXPECT_STREQ(to_string(r->rx_stores), word);
+    }
+    EXPECT_TRUE(rejected(with_ports("dataplane: { rx_stores: nt }\n"), "t.yaml:1:25: dataplane.rx_stores: ",
+                         "must be one of auto, ordinary, streaming (nt)"));
+}
+
 TEST(ConfigDataplane, PmdCores) {
     auto r = load(with_ports("dataplane: { pmd_cores: [0, 1023, 5] }\n"));
     ASSERT_TRUE(r.ok()) << r.error().message;

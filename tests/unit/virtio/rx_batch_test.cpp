@@ -206,6 +206,43 @@ TEST(RxBatch, FullBatchCommitsByItself) {
     }
 }
 
+// Streaming stores for a frame's first line: only where the frame starts on
+// a cache line and fills it; every byte lands either way.
+TEST(RxBatch, StreamingWritesTheSameBytes) {
+    Rig rig(kV1);
+    RxBatch batch;
+    batch.set_streaming(true);
+    const std::vector<uint32_t> lens{64, 65, 200, 1518, 40, 300};
+    std::vector<std::vector<uint8_t>> frames;
+    std::vector<uint16_t> heads;
+    std::vector<Piece> pieces(lens.size());
+    for (size_t i = 0; i < lens.size(); ++i) {
+        // The header's 12 bytes end on a 64-byte boundary, but for the last
+        // buffer, where the frame starts mid-line.
+        const uint64_t skew = i + 1 == lens.size() ? 20 : 52;
+        const uint64_t gpa = rig.drv.alloc(2048 + 64, 64) + skew;
+        rig.drv.write_bytes(gpa, std::vector<uint8_t>(2048, 0xEE));
+        heads.push_back(rig.drv.add_chain({{gpa, 2048, true}}));
+        frames.push_back(pattern(lens[i]));
+    }
+    for (size_t i = 0; i < lens.size(); ++i) {
+        ASSERT_EQ(batch.deliver(rig.ring, rig.st, view_of(frames[i], pieces[i])), DeliverStatus::kDelivered);
+    }
+    batch.commit();
+    EXPECT_EQ(batch.frames_committed(), lens.size());
+    EXPECT_EQ(batch.frames_streamed(), 4u) << "64, 65, 200 and 1518 bytes on a line: not 40, nor the skewed one";
+    flush_used(rig.ring, rig.st);
+    const auto used = rig.drv.take_used();
+    ASSERT_EQ(used.size(), lens.size());
+    for (size_t i = 0; i < lens.size(); ++i) {
+        EXPECT_EQ(used[i].id, heads[i]) << i;
+        const auto bytes = rig.drv.read_chain(heads[i], used[i].len);
+        EXPECT_EQ(num_buffers(bytes), 1) << i;
+        EXPECT_EQ(body(bytes, 12), frames[i]) << i;
+        EXPECT_EQ(rig.drv.read_chain(heads[i], used[i].len + 1).back(), 0xEE) << i << ": nothing past the frame";
+    }
+}
+
 TEST(NetHeaderWriter, WritesZeroesAndNumBuffers) {
     std::vector<uint8_t> buf(16, 0xEE);
     detail::write_net_header(buf.data(), kNetHdrMrgLen, 0x0203);
