@@ -98,7 +98,7 @@ def parse_args(argv):
                         "rate and busy cycles per frame (the host's fast and slow states show "
                         "within a run); adds a SIGUSR1 per second")
     p.add_argument("--cpu-hop", default=None,
-                   help="cpu-hop binary, run before and after every run to tell the CPUs' "
+                   help="cpu-hop binary, run at both ends of every window to tell the CPUs' "
                         "placement (default: tools/cpu-hop in vhostd's build folder)")
     p.add_argument("--no-cpu-hop", action="store_true",
                    help="do not measure the CPUs' placement")
@@ -272,8 +272,8 @@ def main(argv):
           "in; B÷A cycles > 1 means vhostd spends fewer cycles per frame. The worker columns are\n"
           "the busy-polling thread's on-CPU and runnable-but-waiting shares of the window\n"
           "(/proc/PID/task/TID/schedstat). A/B near/far CPUs: the same ratio over only the runs\n"
-          "whose CPUs 1 and 0 were placed near (a cache line's round trip, timed by cpu-hop before\n"
-          f"and after the run, within {placement.NEAR_FACTOR:g}x the lowest seen) or both far.")
+          "whose CPUs 1 and 0 were placed near (a cache line's round trip, timed by cpu-hop at both\n"
+          f"ends of the window, within {placement.NEAR_FACTOR:g}x the lowest seen) or both far.")
     if not opts.no_doc:
         report.write_doc(opts.doc, report.results_section(meta, opts.case_list, results, rows))
         say(f"results written to {opts.doc}")

@@ -284,8 +284,9 @@ def results_section(meta, cases, results, rows):
     ]
     lowest = placement.floor(results)
     if lowest:
-        lines.append(f"* CPU placement: before and after each run tools/cpu-hop timed a cache "
-                     f"line's round trip between CPU 1 and CPU 0; a run is *near* when both "
+        lines.append(f"* CPU placement: right after the warm-up and right after the window, "
+                     f"both pollers stopped, tools/cpu-hop timed a cache line's round trip "
+                     f"between CPU 1 and CPU 0; a run is *near* when both "
                      f"took at most {placement.NEAR_FACTOR:g}× the lowest ({lowest} cycles), "
                      "*far* when both took more, *mixed* otherwise")
     if meta.get("peer_vdev_args"):
