@@ -100,8 +100,8 @@ void Pmd::run() noexcept {
     bool last_busy = false;
     while (!stop_.load(std::memory_order_relaxed)) {
         const uint64_t tsc = __rdtsc();
-        (last_busy ? control_.busy_cycles : control_.idle_cycles).add(tsc - last_tsc);
         const uint64_t took = tsc - last_tsc;
+        (last_busy ? control_.busy_cycles : control_.idle_cycles).add(took);
         last_tsc = tsc;
         // Acquire pairs with the release store in Dataplane::publish(): the
         // snapshot's contents are visible before its pointer is.
@@ -152,7 +152,6 @@ void Pmd::run() noexcept {
 }
 
 void Pmd::tune_stores(uint64_t busy_cycles, config::RxStores mode) noexcept {
-    const uint64_t committed = rx_batch_.frames_committed();
     const uint64_t streamed = rx_batch_.frames_streamed();
     if (streamed != streamed_seen_) {
         control_.streamed_frames.add(streamed - streamed_seen_);
@@ -167,7 +166,7 @@ void Pmd::tune_stores(uint64_t busy_cycles, config::RxStores mode) noexcept {
         break;
     case config::RxStores::Auto: {
         const uint64_t switches = store_tuner_.switches();
-        rx_batch_.set_streaming(store_tuner_.update(busy_cycles, committed));
+        rx_batch_.set_streaming(store_tuner_.update(busy_cycles, rx_batch_.frames_committed()));
         if (store_tuner_.switches() != switches) {
             control_.store_switches.add(1);
         }

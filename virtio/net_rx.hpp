@@ -88,52 +88,50 @@ struct Reservation {
 // reserved chains and pushes their used elements.
 void fill(const SplitRing& ring, QueueState& state, const FrameView& frame, const Reservation& r) noexcept;
 
+inline constexpr uintptr_t kCacheLine = 64;
+
+// Whether `p` starts a cache line.
+inline bool line_aligned(const uint8_t* p) noexcept {
+    return reinterpret_cast<uintptr_t>(p) % kCacheLine == 0;
+}
+
+// Stores `v` at `dst`; with `only_if_differs`, reads first and stores only
+// when the bytes there differ (write_net_header).
+template <typename T>
+inline void store_header_field(uint8_t* dst, T v, bool only_if_differs) noexcept {
+    if (only_if_differs) {
+        T have{};
+        std::memcpy(&have, dst, sizeof(have));
+        if (have == v) {
+            return;
+        }
+    }
+    std::memcpy(dst, &v, sizeof(v));
+}
+
 // Writes a `hdr_len`-byte (10 or 12) virtio-net header, zero but for
 // num_buffers, to one contiguous buffer with plain stores: a header built on
 // the stack and copied out would be read back through a store-to-load
 // forward that straddles stores, which waits until every older store is in
 // the cache — the guest-buffer stores included.
 //
-// When the frame starts on a cache line, the header has its line(s) to
-// itself, and a driver that recycles its RX buffers (DPDK's virtio PMD) finds
-// there the header we wrote on the previous lap. Such a line is only read,
-// and a store of equal bytes would take it from the guest CPU's cache for
-// nothing, so only the bytes that differ are written (DPDK's vhost library
-// does the same). Otherwise the frame's first bytes share the line, which is
-// written anyway, and a read first would only add a transfer.
-inline constexpr uintptr_t kCacheLine = 64;
-
+// When the frame starts on a cache line, the header has its line to itself,
+// and a driver that recycles its RX buffers (DPDK's virtio PMD) finds there
+// the header we wrote on the previous lap. Such a line is only read, and a
+// store of equal bytes would take it from the guest CPU's cache for nothing,
+// so only the fields that differ are written (DPDK's vhost library does the
+// same). Otherwise the frame's first bytes share the line, which is written
+// anyway, and a read first would only add a transfer. The guest may change
+// the bytes under us: it only spoils its own buffer, which is ours until the
+// used element is published.
 inline void write_net_header(uint8_t* dst, uint32_t hdr_len, uint16_t num_buffers) noexcept {
-    const uint64_t first8 = 0;  // flags, gso_type, hdr_len, gso_size, csum_start
-    const uint32_t last4 = uint32_t{num_buffers} << 16;  // csum_offset 0, num_buffers (le16)
-    const uint16_t last2 = 0;                            // csum_offset
-    const bool mrg = hdr_len == kNetHdrMrgLen;
-    if ((reinterpret_cast<uintptr_t>(dst) + hdr_len) % kCacheLine == 0) {
-        uint64_t have8 = 0;
-        std::memcpy(&have8, dst, sizeof(have8));
-        if (have8 != first8) {
-            std::memcpy(dst, &first8, sizeof(first8));
-        }
-        if (mrg) {
-            uint32_t have4 = 0;
-            std::memcpy(&have4, dst + 8, sizeof(have4));
-            if (have4 != last4) {
-                std::memcpy(dst + 8, &last4, sizeof(last4));
-            }
-        } else {
-            uint16_t have2 = 0;
-            std::memcpy(&have2, dst + 8, sizeof(have2));
-            if (have2 != last2) {
-                std::memcpy(dst + 8, &last2, sizeof(last2));
-            }
-        }
-        return;
-    }
-    std::memcpy(dst, &first8, sizeof(first8));
-    if (mrg) {
-        std::memcpy(dst + 8, &last4, sizeof(last4));
+    const bool own_line = line_aligned(dst + hdr_len);
+    store_header_field(dst, uint64_t{0}, own_line);  // flags, gso_type, hdr_len, gso_size, csum_start
+    if (hdr_len == kNetHdrMrgLen) {
+        // csum_offset 0, num_buffers (le16)
+        store_header_field(dst + 8, uint32_t{num_buffers} << 16, own_line);
     } else {
-        std::memcpy(dst + 8, &last2, sizeof(last2));
+        store_header_field(dst + 8, uint16_t{0}, own_line);  // csum_offset
     }
 }
 

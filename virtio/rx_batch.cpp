@@ -27,11 +27,6 @@ const bool kHavePrefetchW = cpu_has_prefetchw();
 // stream prefetchers take over from there for longer frames.
 constexpr uint32_t kPrefetchBytes = 2048;
 
-// Whether the frame's first bytes start a cache line of the RX buffer.
-bool line_aligned(const uint8_t* p) noexcept {
-    return reinterpret_cast<uintptr_t>(p) % detail::kCacheLine == 0;
-}
-
 void prefetch_frame(const uint8_t* src, uint8_t* dst, uint32_t len, uint32_t hdr_len, bool streaming) noexcept {
     len = std::min(len, kPrefetchBytes);
     for (uint32_t off = 0; off < len; off += detail::kCacheLine) {
@@ -39,7 +34,7 @@ void prefetch_frame(const uint8_t* src, uint8_t* dst, uint32_t len, uint32_t hdr
     }
     uint8_t* const frame_dst = dst + hdr_len;
     uint32_t first = 0;
-    if (line_aligned(frame_dst)) {
+    if (detail::line_aligned(frame_dst)) {
         __builtin_prefetch(dst, /*rw=*/0);  // a line of its own, maybe left unwritten (write_net_header)
         if (streaming) {
             first = detail::kCacheLine;  // written without being fetched
@@ -111,7 +106,7 @@ void RxBatch::commit() noexcept {
         const uint32_t hdr_len = p.ring->hdr_len;
         detail::write_net_header(p.dst, hdr_len, 1);
         uint8_t* const frame_dst = p.dst + hdr_len;
-        if (streaming_ && p.len >= detail::kCacheLine && line_aligned(frame_dst)) {
+        if (streaming_ && p.len >= detail::kCacheLine && detail::line_aligned(frame_dst)) {
             stream_line(frame_dst, p.src);
             std::memcpy(frame_dst + detail::kCacheLine, p.src + detail::kCacheLine, p.len - detail::kCacheLine);
             ++streamed;

@@ -17,10 +17,12 @@ END = "<!-- tools/bench results: end -->"
 def summarize(cases, results):
     """Per case and back-end: medians of the per-run medians, ranges, drops, CPU."""
     rows = []
+    lowest = placement.floor(results)
     for case in cases:
         row = {"case": case, "by": {}}
+        runs_of = {}
         for kind in ("A", "B"):
-            runs = [r for r in results if r["case"] == case.name and r["backend"] == kind]
+            runs = runs_of[kind] = [r for r in results if r["case"] == case.name and r["backend"] == kind]
             good = [r for r in runs if r["ok"]]
             med = [r["median_pps"] for r in good]
             s = {"runs": len(runs), "good": len(good), "medians": med}
@@ -55,10 +57,7 @@ def summarize(cases, results):
         a, b = row["by"]["A"].get("median"), row["by"]["B"].get("median")
         row["ratio"] = a / b if a and b else None
         # The same comparison over the runs whose CPUs were placed alike.
-        lowest = placement.floor(results)
-        a_runs = [r for r in results if r["case"] == case.name and r["backend"] == "A"]
-        b_runs = [r for r in results if r["case"] == case.name and r["backend"] == "B"]
-        row["placed"] = {where: placement.matched_ratio(a_runs, b_runs, lowest, where)
+        row["placed"] = {where: placement.matched_ratio(runs_of["A"], runs_of["B"], lowest, where)
                          for where in ("near", "far")}
         # Per-core speed when busy: B's cycles per frame over A's.
         ca, cb = row["by"]["A"].get("be_cpf"), row["by"]["B"].get("be_cpf")

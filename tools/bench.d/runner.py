@@ -134,7 +134,7 @@ def run_one(case: Case, kind: str, index: int, workdir: str, opts) -> dict:
         peer.simple("clear fwd stats all")
         prev_counters = backend.window_begin()
         # --per-second (A only): vhostd's busy cycles per frame in every second,
-        # to see the host's fast and slow states within one run.
+        # to see the host move the CPUs within one run (docs/performance.md).
         per_second = getattr(opts, "per_second", False) and kind == "A"
         per_sec_cycles = []
         baseline = peer.port_stats(case.nports)  # its Rx-pps is a partial reading: dropped
